@@ -1,0 +1,52 @@
+# salseg: `make exp NAME=quickstart` and `make test` are all the set-up there is (both install first if needed).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install test test-slow exp ablation eval bench list clean help
+
+help:
+	@echo "make install                      create .venv and install salseg with its dev extra"
+	@echo "make test                         run the test suite (CI's command; slow tests excluded)"
+	@echo "make exp NAME=quickstart [ARGS=\"trainer.max_epochs=3 ...\"] [RESUME=1]"
+	@echo "make ablation NAME=rc_spatial [ARGS=...]"
+	@echo "make eval PRED=dir GT=dir [JSON=out.json]"
+	@echo "make bench                        speed benchmarks (benchmarks/)"
+	@echo "make list                         known experiments and ablations"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+exp: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make exp NAME=<experiment> [ARGS=\"key=value ...\"] [RESUME=1]"; $(BIN)/python -m salseg list; exit 2; }
+	$(BIN)/python -m salseg run $(NAME) $(ARGS) $(if $(RESUME),--resume,)
+
+ablation: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make ablation NAME=<ablation> [ARGS=\"key=value ...\"]"; $(BIN)/python -m salseg list; exit 2; }
+	$(BIN)/python -m salseg ablate $(NAME) $(ARGS)
+
+eval: $(STAMP)
+	@test -n "$(PRED)" -a -n "$(GT)" || { echo "usage: make eval PRED=<maps dir> GT=<masks dir> [JSON=out.json]"; exit 2; }
+	$(BIN)/python -m salseg eval --pred "$(PRED)" --gt "$(GT)" $(if $(JSON),--json "$(JSON)",)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_metrics.py $(ARGS)
+
+list: $(STAMP)
+	$(BIN)/python -m salseg list
+
+clean:
+	rm -rf runs wandb .pytest_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +

@@ -1,0 +1,5 @@
+import sys
+
+from salseg.cli import main
+
+sys.exit(main())

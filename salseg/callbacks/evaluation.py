@@ -1,0 +1,163 @@
+"""Test-time evaluation of saliency maps: every SOD metric per test dataset, PR-curve PNG, image grid.
+
+Contract with the methods: ``test_step`` returns ``{map_name: (B,1,h,w) float in [0,1]}``; the first entry is
+the method's primary map (the one the PR curve is drawn from). Each map is resized to its image's ORIGINAL
+ground-truth size (bilinear) and quantised to 8 bits as if saved to PNG, so that the numbers logged here equal
+``python -m salseg eval`` on saved maps. Metric states are torchmetrics states, reduced across DDP processes at
+``compute()``; the evaluation loaders do not repeat samples (see ``SaliencyDataModule``), so N processes score
+exactly the images one process would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Callback
+
+from salseg import plots
+from salseg.metrics import SODMetrics
+
+
+def to_gt_resolution(maps: torch.Tensor, gts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Resize each (1,h,w) map to its GT's (H,W) and quantise to uint8 (the PNG a toolbox would read)."""
+    out = []
+    for m, gt in zip(maps, gts):
+        m = m.float()
+        if m.shape[-2:] != gt.shape[-2:]:
+            m = F.interpolate(m[None], size=tuple(gt.shape[-2:]), mode="bilinear", align_corners=False)[0]
+        out.append((m[0].clamp(0, 1) * 255).round().to(torch.uint8))
+    return out
+
+
+class SODEvaluation(Callback):
+    def __init__(self, out_dir: str | Path, grid_size: int = 6, save_maps: bool = False, log_images: bool = True):
+        self.out_dir = Path(out_dir)
+        self.grid_size = grid_size
+        self.save_maps = save_maps
+        self.log_images = log_images
+        self.results: dict[str, dict[str, dict[str, float]]] = {}  # map -> dataset -> metric -> value
+        self.curves: dict[str, dict[str, Any]] = {}  # map -> dataset -> curves
+        self.counts: dict[str, int] = {}
+
+    # -- bookkeeping ---------------------------------------------------------------------------------
+    def _names(self, trainer) -> list[str]:
+        dm = getattr(trainer, "datamodule", None)
+        names = list(getattr(dm, "test_names", []) or [])
+        n_loaders = len(trainer.test_dataloaders) if isinstance(trainer.test_dataloaders, (list, tuple)) else 1
+        return names if len(names) == n_loaders else [f"test{i}" for i in range(n_loaders)]
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self.dataset_names = self._names(trainer)
+        self.metrics: dict[tuple[str, str], SODMetrics] = {}
+        self.grid: dict[str, dict[str, list]] = {}
+        self.results, self.curves, self.counts = {}, {}, {}
+
+    def _metric(self, map_name: str, dataset: str, device) -> SODMetrics:
+        if (map_name, dataset) not in self.metrics:
+            # Create the metric for EVERY test dataset at once: under DDP each process must reduce the same
+            # states in the same order, even a process that happened to get no image of some dataset.
+            for ds in self.dataset_names:
+                self.metrics[(map_name, ds)] = SODMetrics().to(device)
+        return self.metrics[(map_name, dataset)]
+
+    # -- per batch -----------------------------------------------------------------------------------
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not isinstance(outputs, dict) or not outputs:
+            raise TypeError(
+                f"{type(pl_module).__name__}.test_step must return {{map_name: (B,1,h,w) tensor in [0,1]}}, "
+                f"got {type(outputs).__name__}"
+            )
+        dataset = self.dataset_names[dataloader_idx]
+        gts = [g.to(pl_module.device) for g in batch["gt"]]
+        self.counts[dataset] = self.counts.get(dataset, 0) + len(gts)
+        for i, (map_name, maps) in enumerate(outputs.items()):
+            if maps.ndim != 4 or maps.shape[1] != 1 or maps.shape[0] != len(gts):
+                raise ValueError(f"test_step map {map_name!r}: expected shape (B=={len(gts)},1,h,w), got {tuple(maps.shape)}")
+            preds = to_gt_resolution(maps.detach(), gts)
+            self._metric(map_name, dataset, pl_module.device).update(preds, gts)
+            if i == 0:
+                self._collect_grid(dataset, batch, preds, gts)
+            if self.save_maps:
+                self._write_maps(map_name, dataset, batch["name"], preds)
+
+    def _collect_grid(self, dataset: str, batch, preds, gts) -> None:
+        g = self.grid.setdefault(dataset, {"images": [], "gts": [], "preds": [], "names": []})
+        for j in range(len(preds)):
+            if len(g["images"]) >= self.grid_size:
+                return
+            g["images"].append(batch["image"][j].detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy())
+            g["gts"].append(gts[j].cpu().numpy())
+            g["preds"].append(preds[j].cpu().numpy())
+            g["names"].append(batch["name"][j])
+
+    def _write_maps(self, map_name: str, dataset: str, names, preds) -> None:
+        from PIL import Image
+
+        folder = self.out_dir / "maps" / map_name / dataset
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, p in zip(names, preds):
+            Image.fromarray(p.cpu().numpy()).save(folder / f"{name}.png")
+
+    # -- end of test ---------------------------------------------------------------------------------
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        # Image counts per dataset, summed over processes (each process scored a disjoint share).
+        self.counts = {ds: int(trainer.strategy.reduce(torch.tensor(float(n)), reduce_op="sum").item())
+                       for ds, n in ((ds, self.counts.get(ds, 0)) for ds in self.dataset_names)}
+        flat: dict[str, float] = {}
+        for (map_name, dataset), metric in self.metrics.items():
+            values = metric.compute()  # reduces states across processes
+            self.results.setdefault(map_name, {})[dataset] = values
+            self.curves.setdefault(map_name, {})[dataset] = metric.curves()
+            prefix = f"test/{dataset}" if map_name == self.primary_map else f"test/{dataset}/{map_name}"
+            flat.update({f"{prefix}/{k}": float(v) for k, v in values.items()})
+        if not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            logger.log_metrics(flat, step=trainer.global_step)
+        self._write_plots(trainer)
+
+    @property
+    def primary_map(self) -> str | None:
+        return next(iter(self.results), None) if self.results else (next(iter(self.metrics))[0] if self.metrics else None)
+
+    def _write_plots(self, trainer) -> None:
+        plot_dir = self.out_dir / "plots"
+        primary = self.primary_map
+        if primary is None:
+            return
+        # One PR plot per run: every test dataset (and every secondary map) as its own curve.
+        curves = {}
+        for map_name, per_ds in self.curves.items():
+            for dataset, c in per_ds.items():
+                label = dataset if map_name == primary else f"{dataset} ({map_name})"
+                curves[label] = c["pr"]
+        pr_path = plots.pr_curves(curves, plot_dir / "pr_curve.png", title=f"PR curves, {primary} map")
+        images = {"pr_curve": pr_path}
+        for dataset, g in self.grid.items():
+            if g["images"]:
+                images[f"grid_{dataset}"] = plots.saliency_grid(
+                    g["images"], g["gts"], g["preds"], plot_dir / f"grid_{dataset}.png", names=g["names"],
+                    title=f"{dataset}: input / GT / {primary}",
+                )
+        if self.log_images:
+            _log_to_wandb(trainer, images, curves)
+
+
+def _log_to_wandb(trainer, images: dict[str, Path], curves: dict[str, dict]) -> None:
+    """Plots as images, and each PR curve as a W&B line plot (interactive, comparable across runs)."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if not isinstance(logger, WandbLogger):
+            continue
+        import wandb
+
+        for key, path in images.items():
+            logger.log_image(key=f"test/{key}", images=[str(path)], step=trainer.global_step)
+        for label, c in curves.items():
+            table = wandb.Table(columns=["recall", "precision"], data=[list(rp) for rp in zip(c["recall"], c["precision"])])
+            logger.experiment.log({f"test/pr/{label}": wandb.plot.line(table, "recall", "precision", title=f"PR {label}")})
+

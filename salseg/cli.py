@@ -1,0 +1,94 @@
+"""``python -m salseg run|ablate|eval|list ...``: the commands behind the Makefile."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_run(args) -> int:
+    from salseg.config import compose
+    from salseg.runner import run
+
+    cfg = compose(args.name, args.overrides)
+    if args.print_config:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(cfg, resolve=True))
+        return 0
+    run(cfg, resume=args.resume)
+    return 0
+
+
+def _cmd_ablate(args) -> int:
+    from salseg.ablation import run_ablation
+
+    run_ablation(args.name, args.overrides)
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from salseg.evaluate import evaluate_folders, format_table, write_json
+
+    result = evaluate_folders(args.pred, args.gt, allow_missing=args.allow_missing, num_workers=args.workers)
+    print(f"{result['n_images']} images: {args.pred} against {args.gt}")
+    print(format_table({args.name or "pred": result["metrics"]}))
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from salseg.config import list_ablations, list_experiments
+
+    print("experiments:", " ".join(list_experiments()))
+    print("ablations:  ", " ".join(list_ablations()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="salseg", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="train (when the method trains) and test one experiment")
+    r.add_argument("name", help="experiment name: a file experiments/<name>.yaml")
+    r.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. trainer.max_epochs=3 data=ecssd")
+    r.add_argument("--resume", action="store_true", help="continue the newest run of NAME from its last.ckpt")
+    r.add_argument("--print-config", action="store_true", help="print the composed config and exit")
+    r.set_defaults(func=_cmd_run)
+
+    a = sub.add_parser("ablate", help="run every variant of experiments/ablations/<name>.yaml, write a table + PR plot")
+    a.add_argument("name")
+    a.add_argument("overrides", nargs="*", help="overrides applied to every variant")
+    a.set_defaults(func=_cmd_ablate)
+
+    e = sub.add_parser("eval", help="score a folder of saved saliency maps against a folder of GT masks")
+    e.add_argument("--pred", required=True, help="folder of maps (any image format), paired with GT by file stem")
+    e.add_argument("--gt", required=True, help="folder of ground-truth masks")
+    e.add_argument("--json", help="also write the metrics (and PR curves) to this JSON file")
+    e.add_argument("--name", help="row label in the printed table")
+    e.add_argument("--allow-missing", action="store_true", help="skip GT files without a prediction (counted)")
+    e.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    e.set_defaults(func=_cmd_eval)
+
+    ls = sub.add_parser("list", help="list experiments and ablations")
+    ls.set_defaults(func=_cmd_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from salseg.config import ConfigError
+    from salseg.registry import BuildError
+
+    try:
+        return args.func(args)
+    except (ConfigError, BuildError, FileNotFoundError) as err:
+        # Errors about the user's input: one clear line, not a traceback.
+        print(f"salseg: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

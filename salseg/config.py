@@ -1,0 +1,208 @@
+"""Compose an experiment from ``configs/<group>/<name>.yaml`` + ``experiments/<NAME>.yaml`` + overrides.
+
+Order (DESIGN section 3): each group default -> the experiment's own keys -> command-line dotlist overrides.
+The result is in struct mode, so a misspelt key (``trainer.max_epoch=3``) is an error naming the key instead
+of a silently ignored setting. YAML here is data: nothing in it executes code (OmegaConf resolvers are limited
+to the built-in ``oc.env``), and only registered classes are built from it (see ``salseg.registry``).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Iterable
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "configs"
+EXPERIMENT_DIR = ROOT / "experiments"
+ABLATION_DIR = EXPERIMENT_DIR / "ablations"
+GROUPS = ("data", "model", "trainer", "logger")
+
+# Keys every composed experiment has, so overrides of them are never "unknown".
+BASE = {
+    "name": "???",
+    "seed": 0,
+    "tags": [],
+    "group": None,
+    "notes": "",
+    "runs_dir": "runs",
+    "save_maps": False,
+    "test_only": False,
+    "ckpt_path": None,
+}
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the person who wrote the YAML or the override."""
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def list_experiments() -> list[str]:
+    return _names(EXPERIMENT_DIR)
+
+
+def list_ablations() -> list[str]:
+    return _names(ABLATION_DIR)
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # yaml.YAMLError and friends: say which file
+        raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(cfg).__name__}")
+    return cfg
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(known) or '(none)'}")
+
+
+def load_group(group: str, name: str) -> DictConfig:
+    folder = CONFIG_DIR / group
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        raise _unknown(f"{group} config", name, _names(folder))
+    return _load_yaml(path)
+
+
+def _apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> None:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. trainer.max_epochs=3)")
+        key, value = item.split("=", 1)
+        try:
+            parsed = OmegaConf.from_dotlist([f"x={value}"]).x
+            OmegaConf.update(cfg, key, parsed, merge=True, force_add=False)
+        except (ConfigAttributeError, ConfigKeyError) as err:
+            # Report against the deepest part of the dotted key that does exist.
+            parts = key.split(".")
+            depth = len(parts) - 1
+            while depth > 0 and not isinstance(OmegaConf.select(cfg, ".".join(parts[:depth])), DictConfig):
+                depth -= 1
+            parent = ".".join(parts[:depth])
+            node = OmegaConf.select(cfg, parent) if parent else cfg
+            known = sorted(node.keys())
+            leaf = parts[depth]
+            close = difflib.get_close_matches(leaf, [str(k) for k in known], n=3)
+            dotted = [f"{parent}.{c}" if parent else c for c in close]
+            hint = f" Did you mean {', '.join(dotted)}?" if close else ""
+            raise ConfigError(
+                f"unknown config key {key!r}.{hint} Keys under {parent or 'the top level'}: {', '.join(map(str, known))}"
+            ) from err
+
+
+def compose(name: str, overrides: Iterable[str] = (), experiment: DictConfig | None = None) -> DictConfig:
+    """Return the frozen-in-struct config of experiment ``name`` with ``overrides`` applied.
+
+    ``experiment`` may be given directly (tests, ablation variants); otherwise it is read from
+    ``experiments/<name>.yaml``. Group defaults may also be switched on the command line with
+    ``data=ecssd`` style overrides (a bare group name as the key).
+    """
+    overrides = list(overrides)
+    if experiment is None:
+        path = EXPERIMENT_DIR / f"{name}.yaml"
+        if not path.is_file():
+            raise _unknown("experiment", name, list_experiments())
+        experiment = _load_yaml(path)
+    experiment = experiment.copy()
+    defaults = dict(experiment.pop("defaults", {}) or {})
+    # `data=ecssd` switches the group file; every other override is a dotted key.
+    rest = []
+    for item in overrides:
+        key = item.split("=", 1)[0]
+        if key in GROUPS and "=" in item:
+            defaults[key] = item.split("=", 1)[1]
+        else:
+            rest.append(item)
+    missing = [g for g in GROUPS if g not in defaults]
+    if missing:
+        raise ConfigError(f"experiment {name!r}: 'defaults' must name a config for groups {missing} (have {defaults})")
+    unknown_groups = sorted(set(defaults) - set(GROUPS))
+    if unknown_groups:
+        raise ConfigError(f"experiment {name!r}: unknown config groups {unknown_groups}; known: {list(GROUPS)}")
+
+    cfg = OmegaConf.create(dict(BASE))
+    for group in GROUPS:
+        cfg[group] = load_group(group, str(defaults[group]))
+    cfg.defaults = {g: str(defaults[g]) for g in GROUPS}
+    cfg.name = name
+    OmegaConf.set_struct(cfg, True)
+    _open_dataset_maps(cfg)
+    try:
+        cfg = OmegaConf.merge(cfg, experiment)
+    except (ConfigAttributeError, ConfigKeyError) as err:
+        raise ConfigError(f"experiment {name!r}: {err.msg if hasattr(err, 'msg') else err}") from err
+    _apply_overrides(cfg, rest)
+    return cfg
+
+
+# Maps whose keys are free names (test-set display names, dataset-builder keywords), not a fixed schema:
+# experiments may add entries. The DataModule validates each entry and names any unknown keyword.
+OPEN_NODES = ("data.train", "data.val", "data.test", "data.augment", "data.distortion")
+
+
+def _open_dataset_maps(cfg: DictConfig) -> None:
+    for key in OPEN_NODES:
+        node = OmegaConf.select(cfg, key)
+        if isinstance(node, DictConfig):
+            OmegaConf.set_struct(node, False)
+
+
+def resolve(cfg: DictConfig) -> dict:
+    """Plain container with interpolations (``${oc.env:SALSEG_DATA,data}``) resolved."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def load_ablation(name: str) -> DictConfig:
+    path = ABLATION_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise _unknown("ablation", name, list_ablations())
+    abl = _load_yaml(path)
+    for key in ("base",):
+        if key not in abl:
+            raise ConfigError(f"{path}: missing key {key!r} (the experiment the variants modify)")
+    if "variants" not in abl and "grid" not in abl:
+        raise ConfigError(f"{path}: needs 'variants' (name -> overrides) or 'grid' (key -> list of values)")
+    extra = set(abl.keys()) - {"base", "variants", "grid", "overrides", "description", "datasets", "metrics"}
+    if extra:
+        raise ConfigError(f"{path}: unknown keys {sorted(extra)}")
+    return abl
+
+
+def ablation_variants(abl: DictConfig) -> dict[str, list[str]]:
+    """Expand an ablation into ``{variant_name: [dotlist overrides]}``, grid variants as a cartesian product."""
+    import itertools
+
+    common = [f"{k}={_to_override(v)}" for k, v in (abl.get("overrides") or {}).items()]
+    variants: dict[str, list[str]] = {}
+    for vname, ovr in (abl.get("variants") or {}).items():
+        variants[str(vname)] = common + [f"{k}={_to_override(v)}" for k, v in (ovr or {}).items()]
+    grid = abl.get("grid") or {}
+    if grid:
+        keys = list(grid.keys())
+        for combo in itertools.product(*[list(grid[k]) for k in keys]):
+            vname = ",".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, combo))
+            variants[vname] = common + [f"{k}={_to_override(v)}" for k, v in zip(keys, combo)]
+    return variants
+
+
+def _to_override(value) -> str:
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value)
+    if isinstance(value, (dict, list)):
+        import json
+
+        return json.dumps(value)
+    if value is None:
+        return "null"
+    return str(value)

@@ -1,0 +1,415 @@
+"""``SaliencyDataModule``: datasets from config specs, the loaders, and the dataset registry.
+
+A dataset spec is a dict ``{dataset: <name>, split: ..., <builder keys>...}``. Keys handled here for every
+dataset: ``dataset`` (a name in :data:`DATASETS`), ``root`` (overrides the module's root for this dataset) and,
+for test specs only, ``distortion`` (overrides the module-level test distortion for this set, e.g. one test
+entry per noise level). Every other key is a keyword of the dataset's builder; an unknown key is an error that
+names it and the keys the builder accepts.
+
+A builder is ``builder(ctx: BuildContext, **spec_keys) -> torch Dataset`` whose samples follow the contract in
+``salseg.data``; register one with :func:`register_dataset`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from .collate import collate_samples
+from .distortions import Distortion, build_distortion
+from .shapes import SHAPE_NAMES, ShapesDataset
+from .sod import SOD_BUILDERS
+from .transforms import JointTransform, build_transform
+
+try:  # Lightning's sampler that splits an eval set across processes without padding / repeating samples
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+except ImportError:  # pragma: no cover - older / newer Lightning without it
+
+    class UnrepeatedDistributedSampler(DistributedSampler):  # type: ignore[no-redef]
+        """Rank r gets indices r, r + N, r + 2N, ...: every sample exactly once over the N processes."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.total_size = len(self.dataset)
+            self.num_samples = len(range(self.rank, self.total_size, self.num_replicas))
+
+        def __iter__(self):
+            if self.shuffle:
+                g = torch.Generator()
+                g.manual_seed(self.seed + self.epoch)
+                indices = torch.randperm(self.total_size, generator=g).tolist()
+            else:
+                indices = list(range(self.total_size))
+            return iter(indices[self.rank : self.total_size : self.num_replicas])
+
+
+ROLES = ("train", "val", "test")
+RESERVED_KEYS = ("dataset", "root", "distortion")
+
+
+@dataclass
+class BuildContext:
+    """What a dataset builder gets besides its own spec keys."""
+
+    dataset: str  # the registry name
+    root: Path  # data root (the module's, or the spec's ``root``)
+    role: str  # train / val / test: train = augmentation, no gt; val/test = resize only + gt; test = distortion
+    image_size: int  # network input side S
+    augment: dict | None = None
+    distortion_spec: dict | None = None
+    seed: int = 0
+    split: str = "?"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def train(self) -> bool:
+        return self.role == "train"
+
+    @property
+    def with_gt(self) -> bool:
+        return self.role != "train"
+
+    def transform(self) -> JointTransform:
+        return build_transform(self.image_size, self.train, self.augment)
+
+    def distortion(self) -> Distortion | None:
+        return build_distortion(self.distortion_spec, self.seed) if self.role == "test" else None
+
+
+def build_shapes(
+    ctx: BuildContext,
+    split: str = "train",
+    size: int | None = None,
+    num_classes: int = 4,
+    image_size: int = 128,
+    seed: int = 0,
+    max_objects: int = 3,
+    min_objects: int = 1,
+    min_radius: float = 0.05,
+    max_radius: float = 0.28,
+    camouflage: float = 0.3,
+    clutter: float = 1.0,
+) -> ShapesDataset:
+    """The embedded ``shapes`` dataset. ``image_size`` is the NATIVE generation size (gt size); the module's
+    ``image_size`` is the network input. ``size`` defaults to 1000 / 100 / 200 for train / val / test.
+    ``seed`` is the generation seed (independent of the run seed, so the test images never move)."""
+    if size is None:
+        size = {"train": 1000, "val": 100, "test": 200}.get(split, 200)
+    return ShapesDataset(
+        split=split,
+        size=size,
+        num_classes=num_classes,
+        image_size=image_size,
+        seed=seed,
+        max_objects=max_objects,
+        min_objects=min_objects,
+        min_radius=min_radius,
+        max_radius=max_radius,
+        camouflage=camouflage,
+        clutter=clutter,
+        transform=ctx.transform(),
+        with_gt=ctx.with_gt,
+        distortion=ctx.distortion(),
+        name=ctx.dataset,
+    )
+
+
+DATASETS: dict[str, Callable[..., Dataset]] = {"shapes": build_shapes, **SOD_BUILDERS}
+
+
+def register_dataset(name: str, builder: Callable[..., Dataset] | None = None, *, overwrite: bool = False):
+    """Add ``builder`` under ``name`` (usable as a decorator: ``@register_dataset("voc")``)."""
+
+    def add(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        if name in DATASETS and DATASETS[name] is not fn and not overwrite:
+            raise ValueError(f"dataset {name!r} is already registered ({DATASETS[name].__qualname__})")
+        DATASETS[name] = fn
+        return fn
+
+    return add(builder) if builder is not None else add
+
+
+PLUGIN_MODULES = ("salseg.data.voc", "salseg.data.coco")
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Import the optional dataset modules (VOC, COCO) once, so their ``register_dataset`` calls run.
+
+    A module that does not exist is skipped silently; one that fails to import (e.g. a missing optional
+    dependency) is skipped with a warning, so the SOD and shapes datasets keep working."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for mod in PLUGIN_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                warnings.warn(f"dataset module {mod} not loaded: {e}", stacklevel=2)
+        except Exception as e:  # noqa: BLE001 - keep the core datasets usable
+            warnings.warn(f"dataset module {mod} not loaded: {type(e).__name__}: {e}", stacklevel=2)
+
+
+def builder_keys(name: str) -> list[str]:
+    """The spec keys dataset ``name`` accepts (reserved keys first, then its builder's keywords)."""
+    return list(RESERVED_KEYS) + _builder_params(DATASETS[name])[0]
+
+
+def _builder_params(fn: Callable) -> tuple[list[str], list[str]]:
+    """(accepted keyword names, required keyword names) of a builder, excluding its first (ctx) parameter."""
+    params = list(inspect.signature(fn).parameters.values())[1:]
+    accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    required = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                and p.default is inspect.Parameter.empty]
+    return accepted, required
+
+
+def _plain(obj: Any) -> Any:
+    """OmegaConf containers -> plain dicts / lists (other objects unchanged)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover
+        return obj
+    if isinstance(obj, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(obj, resolve=True)
+    return obj
+
+
+@dataclass
+class _Spec:
+    name: str  # display name
+    role: str
+    dataset: str
+    kwargs: dict
+    root: Path
+    distortion: dict | None
+
+
+class SaliencyDataModule(LightningDataModule):
+    """Datasets, transforms and loaders for training and evaluating saliency / segmentation models.
+
+    Args:
+        root: data root (``${SALSEG_DATA}``), holding one folder per dataset in its standard layout.
+        train: a dataset spec for training, or None.
+        val: None, one spec, a list of specs, or a {display name: spec} mapping.
+        test: {display name: spec} (also accepted: one spec, a list of specs).
+        image_size: network input side S (images and masks are resized to S x S).
+        batch_size: training batch size. eval_batch_size: val/test batch size (default: batch_size).
+        num_workers: DataLoader workers per loader.
+        augment: training augmentation, e.g. ``{crop_scale: [0.9, 1.0], hflip: true}`` (train only).
+        distortion: test-time distortion of the input image, e.g. ``{kind: awgn, variance: [0.0, 0.05]}`` or
+            ``{kind: jpeg, quality: 30}`` (test loaders only, never val; a test spec's own ``distortion`` wins).
+        seed: run seed: training shuffle order and the per-image draws of random distortion strengths.
+
+    Attributes ``val_names`` / ``test_names`` list the display names in loader order; ``test_dataloader()``
+    always returns a list of loaders, ``val_dataloader()`` a list (possibly empty).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        train: dict | None = None,
+        val: dict | list | None = None,
+        test: dict | list | None = None,
+        image_size: int = 224,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        augment: dict | None = None,
+        distortion: dict | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        load_plugins()
+        train, val, test = _plain(train), _plain(val), _plain(test)
+        augment, distortion = _plain(augment), _plain(distortion)
+        self.root = Path(str(root)).expanduser()
+        self.image_size = int(image_size)
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size) if eval_batch_size is not None else self.batch_size
+        if self.image_size < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("image_size, batch_size and eval_batch_size must be positive")
+        self.num_workers = int(num_workers)
+        self.augment = dict(augment) if augment else None
+        self.distortion = dict(distortion) if distortion else None
+        self.seed = int(seed)
+        # validate the global options now, before any file is touched
+        build_transform(self.image_size, True, self.augment)
+        build_distortion(self.distortion, self.seed)
+
+        self._train_spec = self._parse(train, "train", "train")[0] if train is not None else None
+        self._val_specs = self._parse_many(val, "val")
+        self._test_specs = self._parse_many(test, "test")
+        self.val_names = [s.name for s in self._val_specs]
+        self.test_names = [s.name for s in self._test_specs]
+
+        self.train_dataset: Dataset | None = None
+        self.val_datasets: list[Dataset] | None = None
+        self.test_datasets: list[Dataset] | None = None
+
+    # ------------------------------------------------------------------------------------------ specs
+    def _parse_many(self, specs: Any, role: str) -> list[_Spec]:
+        if specs is None:
+            return []
+        if isinstance(specs, Mapping):
+            if "dataset" in specs:  # a single spec
+                return self._parse(specs, role, None)
+            out = []
+            for name, spec in specs.items():
+                out += self._parse(spec, role, str(name))
+            return self._dedupe(out)
+        if isinstance(specs, (list, tuple)):
+            out = []
+            for i, spec in enumerate(specs):
+                out += self._parse(spec, role, None, where=f"{role}[{i}]")
+            return self._dedupe(out)
+        raise TypeError(f"data.{role} must be a dataset spec, a list of specs or a {{name: spec}} mapping, "
+                        f"got {type(specs).__name__}")
+
+    @staticmethod
+    def _dedupe(specs: list[_Spec]) -> list[_Spec]:
+        seen: dict[str, int] = {}
+        for s in specs:
+            if s.name in seen:
+                seen[s.name] += 1
+                s.name = f"{s.name}_{seen[s.name]}"
+            else:
+                seen[s.name] = 0
+        return specs
+
+    def _parse(self, spec: Any, role: str, name: str | None, where: str | None = None) -> list[_Spec]:
+        where = where or (f"{role}.{name}" if name else role)
+        spec = _plain(spec)
+        if not isinstance(spec, Mapping):
+            raise TypeError(f"data.{where}: a dataset spec must be a mapping like "
+                            f"{{dataset: ecssd, split: all}}, got {spec!r}")
+        spec = dict(spec)
+        ds = spec.pop("dataset", None)
+        if ds is None:
+            raise ValueError(f"data.{where}: the spec has no 'dataset' key; known datasets: {sorted(DATASETS)}")
+        if ds not in DATASETS:
+            raise ValueError(f"data.{where}: unknown dataset {ds!r}; known datasets: {sorted(DATASETS)}")
+        root = Path(str(spec.pop("root"))).expanduser() if "root" in spec else self.root
+        has_dist = "distortion" in spec
+        dist = spec.pop("distortion", None)
+        if has_dist and dist is None:
+            dist = {"kind": "none"}  # an explicit null switches the module-level distortion off for this set
+        if has_dist and role != "test":
+            raise ValueError(f"data.{where}: 'distortion' applies to test sets only")
+        if dist is not None:
+            build_distortion(dist, self.seed)  # validate now
+        accepted, required = _builder_params(DATASETS[ds])
+        unknown = sorted(set(spec) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"data.{where} ({ds}): unknown key(s) {unknown}; the {ds} builder accepts "
+                f"{list(RESERVED_KEYS) + accepted}"
+            )
+        missing = [k for k in required if k not in spec]
+        if missing:
+            raise ValueError(f"data.{where} ({ds}): missing required key(s) {missing}")
+        if name is None:
+            name = ds
+        return [_Spec(name=name, role=role, dataset=ds, kwargs=spec, root=root,
+                      distortion=dist if dist is not None else (self.distortion if role == "test" else None))]
+
+    def _build(self, spec: _Spec) -> Dataset:
+        ctx = BuildContext(
+            dataset=spec.dataset,
+            root=spec.root,
+            role=spec.role,
+            image_size=self.image_size,
+            augment=self.augment if spec.role == "train" else None,
+            distortion_spec=spec.distortion,
+            seed=self.seed,
+            split=str(spec.kwargs.get("split", "default")),
+        )
+        ds = DATASETS[spec.dataset](ctx, **spec.kwargs)
+        if len(ds) == 0:
+            raise ValueError(f"data.{spec.role} {spec.name!r} ({spec.dataset}) is empty")
+        return ds
+
+    # ------------------------------------------------------------------------------------------ Lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self._train_spec is not None and self.train_dataset is None:
+            self.train_dataset = self._build(self._train_spec)
+        if stage in (None, "fit", "validate") and self.val_datasets is None:
+            self.val_datasets = [self._build(s) for s in self._val_specs]
+        if stage in (None, "test", "predict") and self.test_datasets is None:
+            self.test_datasets = [self._build(s) for s in self._test_specs]
+
+    def _loader_kwargs(self, persistent: bool) -> dict[str, Any]:
+        return dict(
+            num_workers=self.num_workers,
+            collate_fn=collate_samples,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=persistent and self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self._train_spec is None:
+            raise RuntimeError("SaliencyDataModule: no train dataset configured (data.train is null)")
+        if self.train_dataset is None:
+            self.setup("fit")
+        ds = self.train_dataset
+        g = torch.Generator()
+        g.manual_seed(self.seed)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=g,
+            drop_last=len(ds) > self.batch_size,  # no size-1 tail batch (batch norm)
+            **self._loader_kwargs(persistent=True),
+        )
+
+    def _eval_loader(self, ds: Dataset, persistent: bool) -> DataLoader:
+        sampler = None
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            sampler = UnrepeatedDistributedSampler(
+                ds,
+                num_replicas=torch.distributed.get_world_size(),
+                rank=torch.distributed.get_rank(),
+                shuffle=False,
+            )
+        return DataLoader(
+            ds, batch_size=self.eval_batch_size, shuffle=False, sampler=sampler,
+            **self._loader_kwargs(persistent=persistent),
+        )
+
+    def val_dataloader(self) -> list[DataLoader]:
+        if self.val_datasets is None:
+            self.setup("validate")
+        return [self._eval_loader(ds, persistent=True) for ds in self.val_datasets]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        if self.test_datasets is None:
+            self.setup("test")
+        return [self._eval_loader(ds, persistent=False) for ds in self.test_datasets]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return self.test_dataloader()
+
+    # ------------------------------------------------------------------------------------------ info
+    @property
+    def num_classes(self) -> int | None:
+        """K of a ``shapes`` training set (None for class-free datasets)."""
+        spec = self._train_spec or (self._test_specs[0] if self._test_specs else None)
+        if spec is None or spec.dataset != "shapes":
+            return None
+        return int(spec.kwargs.get("num_classes", 4))
+
+    @property
+    def class_names(self) -> list[str] | None:
+        k = self.num_classes
+        return list(SHAPE_NAMES[:k]) if k else None

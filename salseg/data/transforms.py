@@ -1,0 +1,154 @@
+"""Joint image + mask transforms (``torchvision.transforms.v2`` functional ops on ``tv_tensors``).
+
+Input: an image ``uint8 (H, W, 3)`` numpy array (or ``(3, H, W)`` tensor), a binary mask ``(H, W)`` with values
+{0, 1} and optionally an integer class mask ``(H, W)``. Output: ``image`` float32 (3, S, S) in [0, 1] (not
+ImageNet-normalised), ``mask`` float32 (1, S, S) in {0, 1}, ``class_mask`` int64 (S, S).
+
+* eval: resize to S x S (image bilinear with antialias, masks nearest). An input already S x S is left as is.
+* train: a random crop covering ``crop_scale`` of the image AREA with the image's own aspect ratio (relative
+  aspect jitter ``crop_ratio``, default none), resized to S x S, then a horizontal flip with probability 0.5 when
+  ``hflip``. With ``crop_scale: [0.9, 1.0]`` and ``hflip: true`` this is MEnet's augmentation. Randomness comes
+  from the torch global RNG (seeded per DataLoader worker by torch / Lightning's ``seed_everything``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+AUGMENT_KEYS = ("crop_scale", "crop_ratio", "hflip")
+
+
+def _to_image_tensor(image: Any) -> torch.Tensor:
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    elif isinstance(image, torch.Tensor):
+        t = image
+    else:
+        raise TypeError(f"image must be a numpy array or tensor, got {type(image).__name__}")
+    if t.dtype == torch.uint8:
+        t = t.to(torch.float32).div_(255.0)
+    else:
+        t = t.to(torch.float32)
+    return t
+
+
+def _to_mask_tensor(mask: Any, dtype: torch.dtype) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(mask)) if isinstance(mask, np.ndarray) else torch.as_tensor(mask)
+    if t.ndim == 2:
+        t = t[None]
+    return t.to(dtype)
+
+
+class JointTransform:
+    """Apply the same geometric transform to an image and its masks.
+
+    Args:
+        size: output side S (square output).
+        train: random crop / flip when True, plain resize otherwise.
+        crop_scale: (lo, hi) fraction of the image area kept by the random crop (train only); None = no crop.
+        crop_ratio: (lo, hi) jitter of the crop's aspect ratio relative to the image's own (1 = same aspect).
+        hflip: random horizontal flip (train only).
+    """
+
+    def __init__(
+        self,
+        size: int,
+        train: bool = False,
+        crop_scale: tuple[float, float] | None = None,
+        crop_ratio: tuple[float, float] = (1.0, 1.0),
+        hflip: bool = False,
+    ):
+        self.size = int(size)
+        if self.size < 1:
+            raise ValueError(f"image size must be positive, got {size}")
+        self.train = bool(train)
+        if crop_scale is not None:
+            lo, hi = (float(v) for v in crop_scale)
+            if not (0 < lo <= hi <= 1):
+                raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {crop_scale}")
+            crop_scale = (lo, hi)
+        self.crop_scale = crop_scale
+        rlo, rhi = (float(v) for v in crop_ratio)
+        if not (0 < rlo <= rhi):
+            raise ValueError(f"crop_ratio must satisfy 0 < lo <= hi, got {crop_ratio}")
+        self.crop_ratio = (rlo, rhi)
+        self.hflip = bool(hflip)
+        self._resize = v2.Resize((self.size, self.size), antialias=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"JointTransform(size={self.size}, train={self.train}, crop_scale={self.crop_scale}, "
+            f"crop_ratio={self.crop_ratio}, hflip={self.hflip})"
+        )
+
+    def _crop_box(self, h: int, w: int) -> tuple[int, int, int, int]:
+        lo, hi = self.crop_scale
+        area = float(torch.empty(1).uniform_(lo, hi))
+        rlo, rhi = self.crop_ratio
+        log_r = torch.empty(1).uniform_(math.log(rlo), math.log(rhi)) if rhi > rlo else torch.zeros(1)
+        r = math.exp(float(log_r))
+        ch = int(round(h * math.sqrt(area / r)))
+        cw = int(round(w * math.sqrt(area * r)))
+        ch, cw = max(1, min(h, ch)), max(1, min(w, cw))
+        top = int(torch.randint(0, h - ch + 1, (1,)))
+        left = int(torch.randint(0, w - cw + 1, (1,)))
+        return top, left, ch, cw
+
+    def __call__(self, image: Any, mask: Any | None = None, class_mask: Any | None = None) -> dict[str, torch.Tensor]:
+        img = tv_tensors.Image(_to_image_tensor(image))
+        items: dict[str, Any] = {"image": img}
+        if mask is not None:
+            items["mask"] = tv_tensors.Mask(_to_mask_tensor(mask, torch.uint8))
+        if class_mask is not None:
+            items["class_mask"] = tv_tensors.Mask(_to_mask_tensor(class_mask, torch.int64))
+        h, w = img.shape[-2:]
+        for k, m in items.items():
+            if m.shape[-2:] != (h, w):
+                raise ValueError(f"{k} has size {tuple(m.shape[-2:])} but the image has {(h, w)}")
+
+        if self.train and self.crop_scale is not None:
+            top, left, ch, cw = self._crop_box(h, w)
+            items = {
+                k: TF.resized_crop(v, top, left, ch, cw, [self.size, self.size], antialias=True)
+                for k, v in items.items()
+            }
+        elif (h, w) != (self.size, self.size):
+            items = self._resize(items)
+        if self.train and self.hflip and bool(torch.rand(1) < 0.5):
+            items = {k: TF.horizontal_flip(v) for k, v in items.items()}
+
+        out: dict[str, torch.Tensor] = {"image": items["image"].as_subclass(torch.Tensor).clamp_(0.0, 1.0).contiguous()}
+        if "mask" in items:
+            out["mask"] = (items["mask"].as_subclass(torch.Tensor) > 0).to(torch.float32)
+        if "class_mask" in items:
+            out["class_mask"] = items["class_mask"].as_subclass(torch.Tensor)[0].to(torch.int64).contiguous()
+        return out
+
+
+def build_transform(size: int, train: bool, augment: Mapping[str, Any] | None = None) -> JointTransform:
+    """The transform for a split: ``augment`` (``{crop_scale: [lo, hi], crop_ratio: [lo, hi], hflip: bool}``)
+    applies only when ``train``; unknown keys are an error naming the accepted ones."""
+    augment = dict(augment or {})
+    unknown = sorted(set(augment) - set(AUGMENT_KEYS))
+    if unknown:
+        raise ValueError(f"augment: unknown key(s) {unknown}; accepted keys: {list(AUGMENT_KEYS)}")
+    if not train:
+        return JointTransform(size, train=False)
+    crop_scale = augment.get("crop_scale")
+    crop_ratio = augment.get("crop_ratio") or (1.0, 1.0)
+    return JointTransform(
+        size,
+        train=True,
+        crop_scale=tuple(crop_scale) if crop_scale is not None else None,
+        crop_ratio=tuple(crop_ratio),
+        hflip=bool(augment.get("hflip", False)),
+    )

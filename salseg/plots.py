@@ -1,0 +1,82 @@
+"""Figures people would rather look at than read: PR curves, metric bars, saliency grids (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def pr_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, title: str = "") -> Path:
+    """Overlay precision-recall curves; ``curves`` maps a label to ``{"precision": [...], "recall": [...]}``.
+
+    These are the per-image-averaged SOD curves (DESIGN 5), not torchmetrics' pixel-pooled PR curve.
+    """
+    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=110)
+    for label, c in curves.items():
+        ax.plot(np.asarray(c["recall"]), np.asarray(c["precision"]), lw=1.8, label=label)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title or "precision-recall (per-image averaged)")
+    if curves:
+        ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def metric_bars(table: Mapping[str, Mapping[str, float]], metrics: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """Grouped bars: one group per metric, one bar per row of ``table`` (variant -> metric -> value)."""
+    rows = list(table)
+    x = np.arange(len(metrics))
+    width = 0.8 / max(len(rows), 1)
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(metrics), 3.6), dpi=110)
+    for i, row in enumerate(rows):
+        vals = [table[row].get(m, np.nan) for m in metrics]
+        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=row)
+    ax.set_xticks(x, metrics)
+    ax.set_ylim(0, 1)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncols=2)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def saliency_grid(images: Sequence[np.ndarray], gts: Sequence[np.ndarray], preds: Sequence[np.ndarray],
+                  path: str | Path, names: Sequence[str] | None = None, title: str = "") -> Path:
+    """Rows of input / ground truth / prediction. Images HxWx3 in [0,1] or uint8, maps HxW."""
+    n = len(images)
+    fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n + 0.3), dpi=100, squeeze=False)
+    for i in range(n):
+        for j, (arr, label) in enumerate(((images[i], "input"), (gts[i], "GT"), (preds[i], "prediction"))):
+            ax = axes[i, j]
+            ax.imshow(arr, cmap=None if arr.ndim == 3 else "gray", vmin=0, vmax=255 if arr.dtype == np.uint8 else 1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(label, fontsize=9)
+        if names is not None:
+            axes[i, 0].set_ylabel(str(names[i])[:18], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,121 @@
+"""cfg -> DataModule, LightningModule, Trainer, callbacks; fit (when the method trains), test, write outputs.
+
+Outputs of a run (DESIGN section 7), all under ``runs/<NAME>/<timestamp>/``:
+``config.yaml`` (resolved), ``metrics.json`` (written LAST and atomically, so a crashed run never leaves one),
+``curves.json`` (PR curves for ablation plots), ``checkpoints/last.ckpt``, ``plots/``, ``csv/``, ``wandb/``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from salseg import registry, tracking
+from salseg.config import ConfigError, resolve
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict  # map -> dataset -> metric -> value (primary map first)
+    curves: dict
+    seconds: float
+
+
+def _trainer_kwargs(trainer_cfg: dict) -> dict:
+    from lightning.pytorch import Trainer
+
+    accepted = set(inspect.signature(Trainer.__init__).parameters) - {"self"}
+    unknown = sorted(set(trainer_cfg) - accepted)
+    if unknown:
+        raise ConfigError(f"trainer: unknown Trainer arguments {unknown} (see lightning.pytorch.Trainer)")
+    return dict(trainer_cfg)
+
+
+def run(cfg: DictConfig, resume: bool = False) -> RunResult:
+    """Train (if the method is trainable) and test one experiment; return where it wrote and what it scored."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from salseg.callbacks.evaluation import SODEvaluation
+    from salseg.callbacks.guards import NonFiniteLossGuard
+
+    start = time.time()
+    container = resolve(cfg)  # also raises early on a missing interpolation
+    run_dir = tracking.prepare_run_dir(container["runs_dir"], container["name"], resume=resume)
+    is_rank_zero = int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+    (run_dir / "metrics.json").unlink(missing_ok=True) if is_rank_zero else None
+    if is_rank_zero:
+        OmegaConf.save(OmegaConf.create(container), run_dir / "config.yaml")
+        print(f"[salseg] run {container['name']} -> {run_dir}")
+
+    pl.seed_everything(container["seed"], workers=True, verbose=False)
+    datamodule = registry.build_datamodule(container["data"])
+    model = registry.build_model(container["model"])
+    trainable = bool(getattr(model, "trainable", True)) and not container["test_only"]
+
+    loggers = tracking.make_loggers(container, run_dir)
+    evaluation = SODEvaluation(run_dir, save_maps=container["save_maps"],
+                               log_images=container["logger"].get("log_images", True))
+    callbacks = [evaluation]
+    if trainable:
+        callbacks += [
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_epochs=1),
+            NonFiniteLossGuard(),
+        ]
+    trainer = pl.Trainer(
+        **_trainer_kwargs(container["trainer"]),
+        logger=loggers or False,
+        callbacks=callbacks,
+        default_root_dir=str(run_dir),
+        enable_checkpointing=trainable,
+    )
+    ckpt_path = None
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if resume and last.is_file():
+        ckpt_path = str(last)
+        print(f"[salseg] resuming from {last}")
+    elif container.get("ckpt_path"):
+        ckpt_path = container["ckpt_path"]
+
+    if trainable:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.test(model, datamodule=datamodule, verbose=False)
+    else:
+        if ckpt_path and container["test_only"]:
+            model = type(model).load_from_checkpoint(ckpt_path)
+        trainer.test(model, datamodule=datamodule, verbose=False)
+
+    result = RunResult(run_dir=run_dir, metrics=evaluation.results, curves=evaluation.curves, seconds=time.time() - start)
+    if trainer.is_global_zero:
+        tracking.write_json_atomic(run_dir / "curves.json", evaluation.curves)
+        tracking.write_json_atomic(run_dir / "metrics.json", _metrics_document(container, evaluation, result))
+        _print_summary(container["name"], evaluation)
+    tracking.finish_loggers(loggers)
+    return result
+
+
+def _metrics_document(container: dict, evaluation, result: RunResult) -> dict:
+    primary = evaluation.primary_map
+    return {
+        "experiment": container["name"],
+        "status": "complete",
+        "primary_map": primary,
+        "datasets": evaluation.results.get(primary, {}),  # dataset -> metric -> value, for the primary map
+        "maps": evaluation.results,  # every map the method produced
+        "n_images": evaluation.counts,
+        "seconds": round(result.seconds, 2),
+    }
+
+
+def _print_summary(name: str, evaluation) -> None:
+    from salseg.evaluate import format_table
+
+    for map_name, per_ds in evaluation.results.items():
+        print(f"\n[salseg] {name}: test metrics ({map_name} map)")
+        print(format_table(per_ds))

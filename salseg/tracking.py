@@ -1,0 +1,167 @@
+"""Run directories and loggers: W&B (online when it can be, offline otherwise, never waiting) plus a CSV log.
+
+Every run lives in ``runs/<NAME>/<timestamp>/``. Under DDP, Lightning re-launches this same command once per
+extra process; those processes must write into the directory rank 0 chose, so the chosen path travels in the
+``SALSEG_RUN_DIR`` environment variable, which child processes inherit.
+"""
+
+from __future__ import annotations
+
+import json
+import netrc
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RUN_DIR_ENV = "SALSEG_RUN_DIR"
+WANDB_HOST = "api.wandb.ai"
+
+
+def _is_child_process() -> bool:
+    # Lightning's subprocess launcher sets LOCAL_RANK / NODE_RANK for the processes it starts.
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
+def latest_run_dir(runs_dir: Path, name: str) -> Path | None:
+    """The newest run of ``name`` that has a ``checkpoints/last.ckpt`` (for RESUME=1), else the newest at all."""
+    root = Path(runs_dir) / name
+    if not root.is_dir():
+        return None
+    runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
+    with_ckpt = [p for p in runs if (p / "checkpoints" / "last.ckpt").is_file()]
+    return (with_ckpt or runs or [None])[-1]
+
+
+def prepare_run_dir(runs_dir: str | Path, name: str, resume: bool = False) -> Path:
+    """Pick (rank 0) or inherit (DDP children) the run directory and export it for child processes."""
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited and _is_child_process():
+        return Path(inherited)
+    run_dir = None
+    if resume:
+        run_dir = latest_run_dir(Path(runs_dir), name)
+        if run_dir is None:
+            print(f"[salseg] RESUME=1 but no earlier run of {name!r} under {runs_dir}/{name}: starting a new run")
+    if run_dir is None:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(runs_dir) / name / stamp
+        suffix = 1
+        while run_dir.exists():  # two runs started in the same second
+            run_dir = Path(runs_dir) / name / f"{stamp}-{suffix}"
+            suffix += 1
+    for sub in ("checkpoints", "plots"):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
+    return run_dir
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write JSON so that a reader never sees half a file (tmp file in the same folder + os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _has_wandb_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators(WANDB_HOST) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def _reachable(host: str, port: int = 443, timeout: float = 1.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wandb_mode(requested: str = "auto") -> tuple[str, str]:
+    """Decide ``online``/``offline``/``disabled`` without ever blocking on the network for long.
+
+    ``auto`` goes online only with credentials AND a reachable server (a 1.5 s probe); CI always runs offline.
+    Returns (mode, reason) so the run can say why it is offline.
+    """
+    if requested not in {"auto", "online", "offline", "disabled"}:
+        raise ValueError(f"logger.mode must be one of auto, online, offline, disabled; got {requested!r}")
+    env_mode = os.environ.get("WANDB_MODE")
+    if env_mode in {"offline", "disabled", "dryrun"}:
+        return ("offline" if env_mode == "dryrun" else env_mode), f"WANDB_MODE={env_mode}"
+    if requested in {"offline", "disabled"}:
+        return requested, f"logger.mode={requested}"
+    if os.environ.get("CI"):
+        return "offline", "CI is set"
+    if not _has_wandb_credentials():
+        return "offline", "no W&B credentials (wandb login or WANDB_API_KEY)"
+    if not _reachable(WANDB_HOST):
+        return "offline", f"{WANDB_HOST} is not reachable"
+    return "online", "credentials and network present"
+
+
+def make_loggers(cfg: dict, run_dir: Path) -> list:
+    """CSV always; W&B unless disabled. ``cfg`` is the resolved experiment config."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    log_cfg = cfg["logger"]
+    loggers: list = []
+    if log_cfg.get("csv", True):
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=""))
+    if log_cfg.get("wandb", False):
+        mode, reason = wandb_mode(log_cfg.get("mode", "auto"))
+        if mode != "disabled":
+            loggers.append(_wandb_logger(cfg, run_dir, mode, reason))
+    return loggers
+
+
+def _wandb_logger(cfg: dict, run_dir: Path, mode: str, reason: str):
+    from lightning.pytorch.loggers import WandbLogger
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_CONSOLE", "off")
+    if mode == "offline":
+        # Offline runs must not try the network at all (no version checks, no login prompts).
+        os.environ["WANDB_MODE"] = "offline"
+        if not _is_child_process():
+            print(f"[salseg] W&B offline ({reason}); sync later with: wandb sync {run_dir}/wandb/offline-run-*")
+    log_cfg = cfg["logger"]
+    return WandbLogger(
+        project=log_cfg.get("project", "salseg"),
+        entity=log_cfg.get("entity"),
+        name=f"{cfg['name']}/{run_dir.name}",
+        group=cfg.get("group") or cfg["name"],
+        tags=list(cfg.get("tags") or []),
+        notes=cfg.get("notes") or None,
+        save_dir=str(run_dir),
+        offline=(mode == "offline"),
+        config=cfg,
+        job_type=log_cfg.get("job_type", "run"),
+    )
+
+
+def finish_loggers(loggers: list) -> None:
+    for logger in loggers:
+        try:
+            logger.finalize("success")
+        except Exception:  # a logger that cannot flush must not turn a finished run into a failure
+            pass
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    except ImportError:
+        pass

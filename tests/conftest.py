@@ -1,0 +1,27 @@
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """../shared/data next to the repository (env SALSEG_SHARED_DATA overrides); tests skip when absent."""
+    return Path(os.environ.get("SALSEG_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real data folder {path} is absent")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _offline_wandb(monkeypatch):
+    # Tests never touch the network, whatever the developer's W&B login.
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("SALSEG_RUN_DIR", raising=False)

@@ -1,0 +1,91 @@
+"""Config composition: every experiment composes; typos and unknown names are errors that say what to do."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from salseg import registry
+from salseg.config import ConfigError, ablation_variants, compose, list_ablations, list_experiments, load_ablation
+
+
+@pytest.mark.parametrize("name", list_experiments())
+def test_every_experiment_composes_and_builds_its_classes(name, monkeypatch):
+    monkeypatch.setenv("SALSEG_DATA", "/nonexistent")
+    cfg = compose(name)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert resolved["name"] == name
+    assert resolved["data"]["root"] == "/nonexistent"  # ${oc.env:SALSEG_DATA,data}
+    # only registered kinds, and every model key is a constructor argument of its class
+    assert resolved["data"]["kind"] in registry.DATA_MODULES
+    cls = registry.model_class(resolved["model"]["kind"])
+    model = registry.build_model(resolved["model"])
+    assert isinstance(model, cls)
+
+
+def test_experiment_list_is_not_empty():
+    assert "quickstart" in list_experiments()
+    assert {"rc_msra10k", "rc_msra1k", "rc_hkuis", "rc_dutomron", "rc_ecssd", "rc_sod", "rc_duts"} <= set(list_experiments())
+
+
+def test_override_order_group_then_experiment_then_command_line():
+    cfg = compose("quickstart")
+    assert cfg.data.test.shapes.size == 120  # experiment beats configs/data/shapes.yaml (200)
+    cfg = compose("quickstart", ["data.test.shapes.size=7", "trainer.max_epochs=4"])
+    assert cfg.data.test.shapes.size == 7 and cfg.trainer.max_epochs == 4
+
+
+def test_group_switch_from_command_line():
+    cfg = compose("rc_ecssd", ["data=sod"])
+    assert list(cfg.data.test) == ["sod"]
+    assert cfg.defaults.data == "sod"
+
+
+def test_typo_is_an_error_naming_the_key_and_the_fix():
+    with pytest.raises(ConfigError, match=r"'trainer\.max_epoch'.*Did you mean trainer\.max_epochs"):
+        compose("quickstart", ["trainer.max_epoch=3"])
+    with pytest.raises(ConfigError, match=r"'modle\.sigma_s2'.*Did you mean model"):
+        compose("quickstart", ["modle.sigma_s2=1"])
+
+
+def test_typo_inside_an_experiment_file_is_an_error():
+    exp = OmegaConf.create({"defaults": {"data": "shapes", "model": "region_contrast", "trainer": "cpu",
+                                         "logger": "csv"}, "model": {"sigma_s": 0.4}})
+    with pytest.raises(ConfigError, match="sigma_s"):
+        compose("inline", experiment=exp)
+
+
+def test_unknown_experiment_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown experiment 'quikstart'.*Did you mean: quickstart.*Known experiments:.*rc_ecssd"):
+        compose("quikstart")
+
+
+def test_unknown_group_config_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown data config 'ecsd'.*ecssd"):
+        compose("quickstart", ["data=ecsd"])
+
+
+def test_malformed_override():
+    with pytest.raises(ConfigError, match="key=value"):
+        compose("quickstart", ["trainer.max_epochs"])
+
+
+def test_unknown_model_kind_is_refused_not_imported():
+    with pytest.raises(registry.BuildError, match="os.system.*known"):
+        registry.build_model({"kind": "os.system"})
+    with pytest.raises(registry.BuildError, match=r"unknown keys \['bogus'\]"):
+        registry.build_model({"kind": "region_contrast", "bogus": 1})
+
+
+@pytest.mark.parametrize("name", list_ablations())
+def test_every_ablation_expands_to_composable_variants(name):
+    abl = load_ablation(name)
+    variants = ablation_variants(abl)
+    assert len(variants) >= 2
+    for overrides in variants.values():
+        compose(str(abl.base), overrides)
+
+
+def test_grid_ablation_is_a_cartesian_product():
+    abl = OmegaConf.create({"base": "quickstart", "grid": {"model.sigma_s2": [0.1, 0.4], "model.n_levels": [8, 12]}})
+    variants = ablation_variants(abl)
+    assert len(variants) == 4
+    assert variants["sigma_s2=0.1,n_levels=8"] == ["model.sigma_s2=0.1", "model.n_levels=8"]
