@@ -77,8 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_known_noise() -> None:
+    """Drop third-party chatter that says nothing about the run (adverts, deprecations inside Lightning)."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*anonymous setting has no effect.*")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda rec: "litlogger" not in rec.getMessage())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_known_noise()
     from salseg.config import ConfigError
     from salseg.registry import BuildError
 

@@ -7,11 +7,20 @@ after seeing all images; the final averages are formed only in ``compute()``. Th
 
 Inputs to ``update(preds, gts)``: a (B, H, W) or (B, 1, H, W) tensor, or a list of (H, W) maps whose sizes may
 differ between images; per image ``pred`` is uint8 (0..255) or float in [0, 1] and ``gt`` is uint8 (> 128),
-bool or float (> 0.5), of the same size as its prediction (resize first). Tensors may live on a GPU: the
-histogram work runs on their device, the weighted F-measure's distance transform on the CPU.
+bool or float (> 0.5), of the same size as its prediction (resize first). Tensors may live on a GPU; the
+per-image work runs on the CPU (see :mod:`salseg.metrics.functional` for why) and the sums are added to the
+states on the metric's own device.
 
 Curve order: index ``i`` of every curve is the threshold ``(255 - i) / 255`` (descending; the last entry is
 "everything is foreground").
+
+Differences from the MATLAB toolbox (sal_eval_toolbox, performCalcu.m), none of which shows on SOD-300 / Amulet,
+where the per-image MAE, S-measure and adaptive F agree to ~1e-13 and maxF_pr to the last bits:
+- MAE, S-measure and adaptive F use the PySOD preparation (min-max normalised map). MATLAB feeds the S-measure
+  and the adaptive F the map divided by its max only, which is the same map whenever its min is 0 (all 300
+  Amulet maps), and its MAE skips constant maps (NaN) where PySOD scores them unnormalised.
+- MATLAB divides the sum of adaptive F over ALL images by the number of non-zero maps; here it is the plain mean.
+- GT: ``> 128`` (PySOD) versus MATLAB's ``im2double(gt) >= 0.1``: the same for {0, 255} masks.
 """
 
 from __future__ import annotations
