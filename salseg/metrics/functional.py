@@ -22,8 +22,8 @@ How it is computed. A map's pixels are seen as :class:`Group` s: the prediction 
 foreground or background, whole image or one S-measure quadrant) with their multiplicities. For a uint8 map (the
 usual case: saved PNGs, the evaluation callback) a group is the 256 possible levels with a histogram of counts,
 built by ``bincount`` of a joint (level, gt) code; every level's normalised value is computed with exactly the
-float64 operations PySOD applies per pixel, so thresholds and quantisation are bit-identical, and all of
-F, E, S, MAE then cost O(256) work. For a float map a group is simply the pixel values (multiplicity 1); the
+float64 operations PySOD applies per pixel, so thresholds and quantisation are bit-identical, and beyond
+one pass of histogramming (plus the S-measure's centroid and quadrant counts) F, E, S and MAE cost O(256) work. For a float map a group is simply the pixel values (multiplicity 1); the
 same formulas serve both, and the tests check that uint8 ``k`` and float ``k / 255`` agree to ~1e-15. Sums are
 then taken in a different order than numpy's, so values differ from PySOD in the last bits only.
 
