@@ -148,6 +148,23 @@ def test_centroid_rounding_conventions():
         SMeasure(centroid_rounding="up")
 
 
+
+CENTROID_ROUNDINGS = F.CENTROID_ROUNDING
+
+
+def test_image_statistics_equals_the_single_metric_functions():
+    """image_statistics folds the S-measure quadrant histograms into its one histogram pass (uint8 maps); the
+    stand-alone functions do not: both must give the very same bits, for either centroid rounding."""
+    cases = [synthetic_cases()["half_centroid"]] + _random_pairs(4, seed=3, sizes=((40, 52), (33, 17)))
+    for pred, gt in cases:
+        p, g = torch.from_numpy(pred), torch.from_numpy(gt)
+        for rounding in CENTROID_ROUNDINGS:
+            stats = F.image_statistics(p, g, centroid_rounding=rounding)
+            assert stats["sm"].item() == F.s_measure(p, g, centroid_rounding=rounding)
+            assert stats["wf"].item() == F.weighted_fmeasure(p, g)
+        only_sm = F.image_statistics(p, g, ("sm",), centroid_rounding="half_away")
+        assert only_sm["sm"].item() == F.s_measure(p, g, centroid_rounding="half_away")
+
 # ---------------------------------------------------------------------------------------------------------------
 # Input handling
 # ---------------------------------------------------------------------------------------------------------------

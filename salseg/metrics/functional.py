@@ -27,7 +27,10 @@ one pass of histogramming (plus the S-measure's centroid and quadrant counts) F,
 same formulas serve both, and the tests check that uint8 ``k`` and float ``k / 255`` agree to ~1e-15. Sums are
 then taken in a different order than numpy's, so values differ from PySOD in the last bits only.
 
-Where it runs: torch float64 on the CPU, except the weighted F-measure, which is numpy/scipy: torch has no exact
+Where it runs: torch float64 on the CPU for the 256-entry tables and every float sum; the per-pixel passes over a
+uint8 map (mask, joint codes, histogram, centroid) are numpy on the same memory (elementwise float64 ops and
+integer counts are bit-identical in both libraries, and numpy skips torch's per-call overhead); the weighted
+F-measure is numpy/scipy: torch has no exact
 Euclidean distance transform with nearest-feature indices (``scipy.ndimage.distance_transform_edt``), and once
 the map is in numpy scipy's separable 7x7 filter is also faster than a float64 ``conv2d``. Maps given on a GPU
 are copied to the CPU first (a uint8 map is ~0.1 MB): the per-image work is a few hundred small operations on
@@ -85,7 +88,7 @@ def binarize_gt(gt: Tensor) -> Tensor:
     if gt.dtype == torch.bool:
         return gt
     if gt.dtype == torch.uint8:
-        return gt > 128
+        return torch.from_numpy(gt.numpy() > 128) if gt.device.type == "cpu" else gt > 128
     if gt.is_floating_point():
         return gt > 0.5
     raise TypeError(f"ground truth must be uint8 (0..255), bool or float (0..1), got {gt.dtype}")
@@ -182,49 +185,85 @@ class Group:
         return self.values if self.counts is None else torch.repeat_interleave(self.values, self.counts.long())
 
 
-class _LevelPixels:
-    """A uint8 map as 256 levels: groups are histograms over the level table (the fast path)."""
+_LEVELS = np.arange(NUM_BINS, dtype=np.float64) / 255  # uint8 level k in the [0, 1] scale (im2double)
 
-    def __init__(self, pred: Tensor, gt: Tensor):
+
+class _LevelPixels:
+    """A uint8 map as 256 levels: groups are histograms over the level table (the fast path).
+
+    Per-pixel work is numpy on the (CPU) map; the 256-entry tables are torch tensors. Elementwise float64
+    operations give the same bits in either library; the sums over tables stay in torch.
+    ``split`` (rows, columns of the S-measure's top-left quadrant), when known up front, folds the quadrant
+    histograms into the one ``bincount`` pass.
+    """
+
+    def __init__(self, pred: Tensor, gt: Tensor, split: tuple[int, int] | None = None, rounding: str | None = None):
         self.raw, self.gt = pred, gt
-        self.table = level_table(pred)
-        # Joint code per pixel: level + 256 * gt, so one bincount gives both classes' histograms.
-        self.codes = pred.to(torch.int16) + (gt.to(torch.int16) << 8)
-        self.joint = self._histogram(self.codes)
+        self.split_rounding = rounding
+        p, g = pred.numpy(), gt.numpy()
+        lo, hi = int(p.min()), int(p.max())
+        table = (_LEVELS - _LEVELS[lo]) / (_LEVELS[hi] - _LEVELS[lo]) if hi != lo else _LEVELS
+        self.table_np, self.top = table, hi
+        self.table = torch.from_numpy(table)
+        # Joint code per pixel: level + 256 * gt (+ 512 * quadrant), so one bincount gives all histograms.
+        codes = p.astype(np.int16)
+        codes |= g.view(np.uint8).astype(np.int16) << 8
+        self.split = split
+        if split is None:
+            self.codes = codes
+            self.joint = self._histogram(codes)
+        else:
+            cy, cx = split
+            h, w = codes.shape
+            quadrant = np.zeros(h, dtype=np.int16)[:, None] + np.zeros(w, dtype=np.int16)[None, :]
+            quadrant[:cy, cx:] = 1 << 9
+            quadrant[cy:, :cx] = 2 << 9
+            quadrant[cy:, cx:] = 3 << 9
+            codes |= quadrant
+            self.codes = codes
+            counts = torch.bincount(torch.from_numpy(codes).reshape(-1), minlength=4 * 2 * NUM_BINS)
+            counts = counts.view(4, 2, NUM_BINS)
+            self.quadrant_hists = counts.to(F64)
+            self.joint = counts.sum(0).to(F64)  # exact: integer counts
 
     @staticmethod
-    def _histogram(codes: Tensor) -> Tensor:
+    def _histogram(codes) -> Tensor:
+        codes = torch.from_numpy(codes) if isinstance(codes, np.ndarray) else codes
         return torch.bincount(codes.reshape(-1), minlength=2 * NUM_BINS).to(F64).view(2, NUM_BINS)
 
     def classes(self) -> tuple[Group, Group]:
         return Group(self.table, self.joint[1]), Group(self.table, self.joint[0])
 
     def quadrants(self, cy: int, cx: int) -> list[tuple[Group, Group]]:
-        c = self.codes
-        parts = [self._histogram(c[:cy, :cx]), self._histogram(c[:cy, cx:]), self._histogram(c[cy:, :cx])]
-        parts.append(self.joint - parts[0] - parts[1] - parts[2])  # exact: integer counts
+        if self.split == (cy, cx):
+            parts = list(self.quadrant_hists)
+        else:
+            c = torch.from_numpy(self.codes & 0x1FF)
+            parts = [self._histogram(c[:cy, :cx]), self._histogram(c[:cy, cx:]), self._histogram(c[cy:, :cx])]
+            parts.append(self.joint - parts[0] - parts[1] - parts[2])  # exact: integer counts
         return [(Group(self.table, h[1]), Group(self.table, h[0])) for h in parts]
 
     def remap(self, bins: Tensor) -> tuple[Tensor, Tensor]:
         """(fg, bg) histograms after moving level v's pixels to bin ``bins[v]``."""
-        out = torch.zeros(2, NUM_BINS, dtype=F64, device=self.joint.device)
+        out = torch.zeros(2, NUM_BINS, dtype=F64)
         out.index_add_(1, bins.long(), self.joint)
         return out[1], out[0]
 
     def quantised_histograms(self) -> tuple[Tensor, Tensor]:
-        return self.remap((self.table * 255).to(torch.uint8))  # truncation, as numpy's astype(np.uint8)
+        return self.remap(torch.from_numpy((self.table_np * 255).astype(np.uint8)))  # truncation, as PySOD
 
     def matlab_histograms(self) -> tuple[Tensor, Tensor] | None:
-        top = self.raw.max()
-        if top == 0:
+        if self.top == 0:
             return None
-        levels = (torch.arange(NUM_BINS, dtype=F64, device=self.raw.device) / 255) / (top.to(F64) / 255)
-        return self.remap(matlab_bins(levels).clamp(0, NUM_BINS - 1))  # levels above the max are empty anyway
+        levels = _LEVELS / (self.top / 255)
+        return self.remap(matlab_bins(torch.from_numpy(levels)).clamp(0, NUM_BINS - 1))  # levels above the max: empty
 
     def error_map(self) -> np.ndarray:
-        """|pred - gt| per pixel (numpy, CPU) through a 512-entry table indexed by the joint code."""
-        table = self.table.cpu().numpy()
-        return np.concatenate([table, 1 - table]).take(self.codes.cpu().numpy())
+        """|pred - gt| per pixel (numpy) through a table indexed by the joint code."""
+        table = np.concatenate([self.table_np, 1 - self.table_np])
+        if self.split is not None:
+            table = np.tile(table, 4)
+        return table.take(self.codes)
 
 
 class _FloatPixels:
@@ -262,8 +301,10 @@ class _FloatPixels:
         return (self.norm - self.gt.to(F64)).abs().cpu().numpy()
 
 
-def pixels_of(pred: Tensor, gt: Tensor):
-    return _LevelPixels(pred, gt) if pred.dtype == torch.uint8 else _FloatPixels(pred, gt)
+def pixels_of(pred: Tensor, gt: Tensor, split: tuple[int, int] | None = None, rounding: str | None = None):
+    """Pixels of a CPU (pred, boolean gt) pair; ``split``: the S-measure quadrants (``centroid_split`` with
+    ``rounding``), when known in advance (uint8 maps)."""
+    return _LevelPixels(pred, gt, split, rounding) if pred.dtype == torch.uint8 else _FloatPixels(pred, gt)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -372,14 +413,15 @@ def centroid_split(gt: Tensor, rounding: str = "half_even") -> tuple[int, int]:
     reference sets (sod300, the PySOD pairs, the S-measure demo) has such a centroid, so either convention
     reproduces both references; ``half_even`` (PySOD) is the default, ``half_away`` gives MATLAB's split.
     """
-    n_fg = int(gt.sum())
+    g = gt.detach().cpu().numpy()
+    n_fg = int(np.count_nonzero(g))
     if n_fg == 0:
         return round_half(gt.shape[0] / 2, rounding), round_half(gt.shape[1] / 2, rounding)
-    rows = torch.arange(gt.shape[0], dtype=torch.int64, device=gt.device)
-    cols = torch.arange(gt.shape[1], dtype=torch.int64, device=gt.device)
-    # Exact integer sums and one correctly rounded division: the float numpy's argwhere(gt).mean() gives.
-    mean_y = int((gt.sum(1) * rows).sum()) / n_fg
-    mean_x = int((gt.sum(0) * cols).sum()) / n_fg
+    # Exact integer sums (per-row / per-column counts dotted with the indices) and one correctly rounded
+    # division: the float numpy's argwhere(gt).mean() gives.
+    u = g.view(np.uint8)
+    mean_y = int(u.sum(axis=1, dtype=np.int64) @ np.arange(g.shape[0], dtype=np.int64)) / n_fg
+    mean_x = int(u.sum(axis=0, dtype=np.int64) @ np.arange(g.shape[1], dtype=np.int64)) / n_fg
     if rounding == "half_even":
         return round_half(mean_y, rounding) + 1, round_half(mean_x, rounding) + 1
     return round_half(mean_y + 1, rounding), round_half(mean_x + 1, rounding)
@@ -429,7 +471,10 @@ def s_measure_from_pixels(px, alpha: float = 0.5, centroid_rounding: str = "half
     obj = object_similarity(fg) * u + object_similarity(bg.complement()) * (1 - u)
 
     h, w = px.gt.shape
-    cy, cx = centroid_split(px.gt, centroid_rounding)
+    split = getattr(px, "split", None)
+    if split is None or getattr(px, "split_rounding", None) != centroid_rounding:
+        split = centroid_split(px.gt, centroid_rounding)
+    cy, cx = split
     area = h * w
     w_lt = cx * cy / area
     w_rt = cy * (w - cx) / area
@@ -552,7 +597,8 @@ def image_statistics(
         raise ValueError(f"centroid_rounding must be one of {CENTROID_ROUNDING}, got {centroid_rounding!r}")
     pred, gt = _prepare_pair(pred, gt)
     device = pred.device
-    px = pixels_of(pred, gt)
+    split = centroid_split(gt, centroid_rounding) if "sm" in groups and pred.dtype == torch.uint8 else None
+    px = pixels_of(pred, gt, split, centroid_rounding)
     fg, bg = px.classes()
     n_fg, n = fg.n(), float(gt.numel())
     out: dict[str, Tensor] = {}
