@@ -31,7 +31,7 @@ test-slow: $(STAMP)
 
 exp: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make exp NAME=<experiment> [ARGS=\"key=value ...\"] [RESUME=1]"; $(BIN)/python -m salseg list; exit 2; }
-	$(BIN)/python -m salseg run $(NAME) $(ARGS) $(if $(RESUME),--resume,)
+	$(BIN)/python -m salseg run $(NAME) $(ARGS) $(if $(filter 1 yes true,$(RESUME)),--resume,)
 
 ablation: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make ablation NAME=<ablation> [ARGS=\"key=value ...\"]"; $(BIN)/python -m salseg list; exit 2; }
@@ -47,6 +47,6 @@ bench: $(STAMP)
 list: $(STAMP)
 	$(BIN)/python -m salseg list
 
-clean:
-	rm -rf runs wandb .pytest_cache build *.egg-info
+clean:  # caches only: runs/ holds results and checkpoints, delete it yourself if you mean to
+	rm -rf wandb .pytest_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -not -path "./$(VENV)/*" -exec rm -rf {} +

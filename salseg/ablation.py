@@ -29,7 +29,8 @@ def run_ablation(name: str, extra_overrides: list[str] = (), runs_dir: str | Non
     run_dirs: dict[str, str] = {}
     for i, (vname, overrides) in enumerate(variants.items(), 1):
         print(f"\n[salseg] ablation {name}: variant {i}/{len(variants)} {vname!r}: {' '.join(overrides) or '(base)'}")
-        ovr = list(overrides) + [f"group={name}", f"tags=[ablation,{name}]", *extra_overrides]
+        ovr = list(overrides) + [f"group={name}", f"tags=[ablation,{name},{vname}]", f"notes=ablation {name}: {vname}",
+                                 *extra_overrides]
         if runs_dir:
             ovr.append(f"runs_dir={runs_dir}")
         cfg = compose(str(abl.base), ovr)
@@ -39,8 +40,9 @@ def run_ablation(name: str, extra_overrides: list[str] = (), runs_dir: str | Non
         for dataset, c in result.curves[primary].items():
             curves[f"{vname} ({dataset})" if len(result.curves[primary]) > 1 else vname] = c["pr"]
         run_dirs[vname] = str(result.run_dir)
-    out = Path(runs_dir or compose(str(abl.base)).runs_dir) / "ablations" / name / stamp
-    write_outputs(out, name, rows, curves, run_dirs)
+    out = Path(runs_dir or compose(str(abl.base), list(extra_overrides)).runs_dir) / "ablations" / name / stamp
+    if tracking.env_global_rank() == 0:  # under DDP every process runs this loop; one writes the comparison
+        write_outputs(out, name, rows, curves, run_dirs)
     return out
 
 

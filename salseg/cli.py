@@ -91,11 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_known_noise()
     from salseg.config import ConfigError
+    from salseg.data.datamodule import SpecError
+    from salseg.data.io import DataError
     from salseg.registry import BuildError
 
     try:
         return args.func(args)
-    except (ConfigError, BuildError, FileNotFoundError) as err:
+    except (ConfigError, BuildError, SpecError, DataError, FileNotFoundError) as err:
         # Errors about the user's input: one clear line, not a traceback.
         print(f"salseg: error: {err}", file=sys.stderr)
         return 2

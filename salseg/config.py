@@ -82,7 +82,9 @@ def _apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> None:
         key, value = item.split("=", 1)
         try:
             parsed = OmegaConf.from_dotlist([f"x={value}"]).x
-            OmegaConf.update(cfg, key, parsed, merge=True, force_add=False)
+            # A mapping given on the command line REPLACES the node (data.test={sod: {...}} tests on sod only).
+            OmegaConf.update(cfg, key, parsed, merge=False, force_add=False)
+            _open_dataset_maps(cfg)
         except (ConfigAttributeError, ConfigKeyError) as err:
             # Report against the deepest part of the dotted key that does exist.
             parts = key.split(".")
@@ -119,7 +121,7 @@ def compose(name: str, overrides: Iterable[str] = (), experiment: DictConfig | N
     # `data=ecssd` switches the group file; every other override is a dotted key.
     rest = []
     for item in overrides:
-        key = item.split("=", 1)[0]
+        key = item.split("=", 1)[0].removeprefix("defaults.")
         if key in GROUPS and "=" in item:
             defaults[key] = item.split("=", 1)[1]
         else:
@@ -142,6 +144,7 @@ def compose(name: str, overrides: Iterable[str] = (), experiment: DictConfig | N
         cfg = OmegaConf.merge(cfg, experiment)
     except (ConfigAttributeError, ConfigKeyError) as err:
         raise ConfigError(f"experiment {name!r}: {err.msg if hasattr(err, 'msg') else err}") from err
+    _open_dataset_maps(cfg)
     _apply_overrides(cfg, rest)
     return cfg
 

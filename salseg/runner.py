@@ -8,7 +8,6 @@ Outputs of a run (DESIGN section 7), all under ``runs/<NAME>/<timestamp>/``:
 from __future__ import annotations
 
 import inspect
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,17 +46,25 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
 
     start = time.time()
     container = resolve(cfg)  # also raises early on a missing interpolation
-    run_dir = tracking.prepare_run_dir(container["runs_dir"], container["name"], resume=resume)
-    is_rank_zero = int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
-    (run_dir / "metrics.json").unlink(missing_ok=True) if is_rank_zero else None
-    if is_rank_zero:
-        OmegaConf.save(OmegaConf.create(container), run_dir / "config.yaml")
-        print(f"[salseg] run {container['name']} -> {run_dir}")
-
+    # Build (and so validate) data and model before anything is written: a bad config leaves no run directory.
     pl.seed_everything(container["seed"], workers=True, verbose=False)
     datamodule = registry.build_datamodule(container["data"])
+    if not getattr(datamodule, "test_names", None):
+        raise ConfigError("data.test names no test dataset: every run ends by testing (e.g. data.test="
+                          "{shapes: {dataset: shapes, split: test}})")
     model = registry.build_model(container["model"])
     trainable = bool(getattr(model, "trainable", True)) and not container["test_only"]
+    # A test set smaller than the number of processes leaves some process without a batch: the evaluation
+    # callback copes (metric states are reduced over all processes), so let Lightning allow it.
+    model.allow_zero_length_dataloader_with_multiple_devices = True
+
+    if resume and not trainable:
+        print(f"[salseg] RESUME ignored: {container['model']['kind']} trains nothing; testing into a new run")
+    run_dir = tracking.prepare_run_dir(container["runs_dir"], container["name"], resume=resume and trainable)
+    if tracking.env_global_rank() == 0:
+        (run_dir / "metrics.json").unlink(missing_ok=True)  # a resumed run is not complete until it says so
+        OmegaConf.save(OmegaConf.create(container), run_dir / "config.yaml")
+        print(f"[salseg] run {container['name']} -> {run_dir}")
 
     loggers = tracking.make_loggers(container, run_dir)
     evaluation = SODEvaluation(run_dir, save_maps=container["save_maps"],
@@ -77,7 +84,7 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
     )
     ckpt_path = None
     last = run_dir / "checkpoints" / "last.ckpt"
-    if resume and last.is_file():
+    if resume and trainable and last.is_file():
         ckpt_path = str(last)
         print(f"[salseg] resuming from {last}")
     elif container.get("ckpt_path"):
@@ -90,6 +97,9 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
         if ckpt_path and container["test_only"]:
             model = type(model).load_from_checkpoint(ckpt_path)
         trainer.test(model, datamodule=datamodule, verbose=False)
+        # A method that trains nothing still leaves last.ckpt (its hyper-parameters), so every run can be
+        # re-tested the same way: `test_only=true ckpt_path=.../last.ckpt`.
+        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
 
     result = RunResult(run_dir=run_dir, metrics=evaluation.results, curves=evaluation.curves, seconds=time.time() - start)
     if trainer.is_global_zero:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import netrc
 import os
+import secrets
 import socket
 import tempfile
 import time
@@ -20,38 +21,68 @@ RUN_DIR_ENV = "SALSEG_RUN_DIR"
 WANDB_HOST = "api.wandb.ai"
 
 
-def _is_child_process() -> bool:
-    # Lightning's subprocess launcher sets LOCAL_RANK / NODE_RANK for the processes it starts.
-    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+def env_global_rank() -> int:
+    """This process's global rank as the launcher announced it (before any process group exists).
+
+    torchrun sets RANK, SLURM sets SLURM_PROCID, and Lightning's own launcher gives its child processes LOCAL_RANK
+    (and NODE_RANK); a plain single process has none of them and is rank 0.
+    """
+    for key in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return int(os.environ.get("NODE_RANK", "0") or 0) + int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+def _cluster_run_name() -> str | None:
+    """A run directory name that every process of a cluster job can compute alone (they start independently)."""
+    if os.environ.get("SLURM_JOB_ID") and int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+        array = os.environ.get("SLURM_ARRAY_TASK_ID")
+        return f"slurm-{os.environ['SLURM_JOB_ID']}" + (f"-{array}" if array else "")
+    if os.environ.get("TORCHELASTIC_RUN_ID") and os.environ.get("TORCHELASTIC_RUN_ID") != "none":
+        return f"torchrun-{os.environ['TORCHELASTIC_RUN_ID']}"
+    return None
 
 
 def latest_run_dir(runs_dir: Path, name: str) -> Path | None:
-    """The newest run of ``name`` that has a ``checkpoints/last.ckpt`` (for RESUME=1), else the newest at all."""
+    """The newest run of ``name`` that has a ``checkpoints/last.ckpt`` (what RESUME=1 continues), else None."""
     root = Path(runs_dir) / name
     if not root.is_dir():
         return None
-    runs = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: p.name)
-    with_ckpt = [p for p in runs if (p / "checkpoints" / "last.ckpt").is_file()]
-    return (with_ckpt or runs or [None])[-1]
+    with_ckpt = [p for p in root.iterdir() if (p / "checkpoints" / "last.ckpt").is_file()]
+    return max(with_ckpt, key=lambda p: (p / "checkpoints" / "last.ckpt").stat().st_mtime, default=None)
 
 
 def prepare_run_dir(runs_dir: str | Path, name: str, resume: bool = False) -> Path:
-    """Pick (rank 0) or inherit (DDP children) the run directory and export it for child processes."""
-    inherited = os.environ.get(RUN_DIR_ENV)
-    if inherited and _is_child_process():
-        return Path(inherited)
+    """Pick the run directory on rank 0 and create it; other ranks only learn the path.
+
+    Processes started by Lightning's launcher inherit ``SALSEG_RUN_DIR``; under SLURM / torchrun every process
+    derives the same name from the job id. Whatever a non-zero rank computes here is provisional: the evaluation
+    callback takes rank 0's path by broadcast once the process group exists.
+    """
+    rank = env_global_rank()
+    cluster = _cluster_run_name()
+    if rank > 0:
+        inherited = os.environ.get(RUN_DIR_ENV)
+        return Path(inherited) if inherited else Path(runs_dir) / name / (cluster or "rank-provisional")
     run_dir = None
     if resume:
         run_dir = latest_run_dir(Path(runs_dir), name)
         if run_dir is None:
-            print(f"[salseg] RESUME=1 but no earlier run of {name!r} under {runs_dir}/{name}: starting a new run")
+            print(f"[salseg] RESUME=1 but no run of {name!r} under {runs_dir}/{name} has checkpoints/last.ckpt: "
+                  "starting a new run")
+    if run_dir is None and cluster:
+        run_dir = Path(runs_dir) / name / cluster
     if run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(runs_dir) / name / stamp
-        suffix = 1
-        while run_dir.exists():  # two runs started in the same second
-            run_dir = Path(runs_dir) / name / f"{stamp}-{suffix}"
-            suffix += 1
+        (Path(runs_dir) / name).mkdir(parents=True, exist_ok=True)
+        for suffix in range(1000):  # two runs started in the same second each get their own directory
+            candidate = Path(runs_dir) / name / (stamp if suffix == 0 else f"{stamp}-{suffix}")
+            try:
+                candidate.mkdir()
+                run_dir = candidate
+                break
+            except FileExistsError:
+                continue
     for sub in ("checkpoints", "plots"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
@@ -119,7 +150,8 @@ def make_loggers(cfg: dict, run_dir: Path) -> list:
     log_cfg = cfg["logger"]
     loggers: list = []
     if log_cfg.get("csv", True):
-        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=""))
+        # version=None: csv/version_0, then version_1 after a resume, so a resume never erases the earlier log
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv"))
     if log_cfg.get("wandb", False):
         mode, reason = wandb_mode(log_cfg.get("mode", "auto"))
         if mode != "disabled":
@@ -135,10 +167,19 @@ def _wandb_logger(cfg: dict, run_dir: Path, mode: str, reason: str):
     if mode == "offline":
         # Offline runs must not try the network at all (no version checks, no login prompts).
         os.environ["WANDB_MODE"] = "offline"
-        if not _is_child_process():
+        if env_global_rank() == 0:
             print(f"[salseg] W&B offline ({reason}); sync later with: wandb sync {run_dir}/wandb/offline-run-*")
     log_cfg = cfg["logger"]
+    # One W&B run per run directory: a resumed run continues the same W&B run (its id is kept on disk).
+    id_file = run_dir / "wandb_run_id.txt"
+    run_id = id_file.read_text().strip() if id_file.is_file() else None
+    if run_id is None:
+        run_id = secrets.token_hex(4)  # W&B ids are short [a-z0-9] strings
+        if env_global_rank() == 0:
+            id_file.write_text(run_id + "\n")
     return WandbLogger(
+        id=run_id,
+        resume="allow",
         project=log_cfg.get("project", "salseg"),
         entity=log_cfg.get("entity"),
         name=f"{cfg['name']}/{run_dir.name}",

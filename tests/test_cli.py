@@ -66,3 +66,9 @@ def test_user_errors_are_one_line_not_a_traceback():
     assert "unknown experiment 'quikstart'" in proc.stderr and "Traceback" not in proc.stderr
     proc = salseg("run", "quickstart", "trainer.max_epoch=2")
     assert proc.returncode == 2 and "Did you mean trainer.max_epochs" in proc.stderr
+
+
+def test_dataset_spec_typo_is_one_line_naming_the_key():
+    proc = salseg("run", "quickstart", "data.test.shapes.sizee=3", "logger=csv")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "sizee" in proc.stderr and "accepts" in proc.stderr

@@ -220,24 +220,43 @@ def test_datamodule_distortion_applies_to_test_only():
                        .test_dataloader()[0].dataset[1]["image"])
 
 
-def test_eval_loaders_use_unrepeated_distributed_sampler(tmp_path):
+def test_eval_loaders_use_unpadded_distributed_sampler(tmp_path):
     import torch.distributed as dist
-    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
-    # how the sampler splits a set over 2 processes: every index exactly once
+    from salseg.data.datamodule import UnpaddedDistributedSampler
+
+    # how the sampler splits a set over 2 processes: every index exactly once, none repeated
     ds = ShapesDataset("test", size=7, image_size=32)
-    parts = [list(UnrepeatedDistributedSampler(ds, num_replicas=2, rank=r, shuffle=False)) for r in range(2)]
+    parts = [list(UnpaddedDistributedSampler(ds, num_replicas=2, rank=r, shuffle=False)) for r in range(2)]
     assert sorted(parts[0] + parts[1]) == list(range(7))
+    # a set smaller than the number of processes: the extra process gets nothing (no error, no repeat)
+    one = ShapesDataset("test", size=1, image_size=32)
+    parts = [list(UnpaddedDistributedSampler(one, num_replicas=2, rank=r, shuffle=False)) for r in range(2)]
+    assert parts == [[0], []]
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
     try:
         dm = _dm()
         test_loader = dm.test_dataloader()[0]
-        assert isinstance(test_loader.sampler, UnrepeatedDistributedSampler)
-        assert isinstance(dm.val_dataloader()[0].sampler, UnrepeatedDistributedSampler)
+        assert isinstance(test_loader.sampler, UnpaddedDistributedSampler)
+        assert isinstance(dm.val_dataloader()[0].sampler, UnpaddedDistributedSampler)
         assert [n for b in test_loader for n in b["name"]] == [f"shapes_{2_000_000 + i:06d}" for i in range(5)]
     finally:
         dist.destroy_process_group()
+
+
+def test_train_order_depends_on_the_epoch_only():
+    """A resumed run at epoch e shuffles like an uninterrupted one: the order is a function of (seed, epoch)."""
+    from salseg.data.datamodule import EpochSeededRandomSampler
+
+    ds = ShapesDataset("train", size=20, image_size=32)
+    a, b = EpochSeededRandomSampler(ds, seed=3), EpochSeededRandomSampler(ds, seed=3)
+    epoch0 = list(a)
+    a.set_epoch(1)
+    epoch1 = list(a)
+    assert epoch0 != epoch1 and sorted(epoch1) == list(range(20))
+    b.set_epoch(1)  # a fresh sampler (a resumed run) jumping straight to epoch 1
+    assert list(b) == epoch1
 
 
 def test_collate_mixed_sizes():

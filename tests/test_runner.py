@@ -37,7 +37,10 @@ def test_run_writes_config_metrics_plots_and_csv(tmp_path):
     assert m["meanF"] <= m["maxF"] and m["meanEm"] <= m["maxEm"]
     assert (d / "plots" / "pr_curve.png").stat().st_size > 5000
     assert (d / "plots" / "grid_shapes.png").is_file()
-    assert "test/shapes/maxF" in (d / "csv" / "metrics.csv").read_text()
+    assert "test/shapes/maxF" in (d / "csv" / "version_0" / "metrics.csv").read_text()
+    # a method that trains nothing still leaves last.ckpt with its hyper-parameters
+    ckpt = torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["hyper_parameters"]["sigma_s2"] == 0.4
     curves = json.loads((d / "curves.json").read_text())
     assert len(curves[doc["primary_map"]]["shapes"]["pr"]["precision"]) == 256
 
@@ -172,21 +175,39 @@ def test_resume_continues_from_last_checkpoint(tmp_path, tiny_model_registered):
     ckpt = torch.load(second.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["global_step"] == 12 and ckpt["epoch"] == first_epoch + 2  # two more epochs, not three
     assert _read_metrics(second.run_dir)["status"] == "complete"
+    # the resumed run logs next to the first one instead of erasing it
+    logs = sorted((second.run_dir / "csv").glob("version_*/metrics.csv"))
+    assert len(logs) == 2
 
 
 def _cli_run(tmp_path, *overrides, env=None):
     cmd = [sys.executable, "-m", "salseg", "run", "quickstart", "logger=csv", f"runs_dir={tmp_path}",
-           "data.test.shapes.size=11", "data.eval_batch_size=3", "data.num_workers=0", *overrides]
+           "data.test={shapes: {dataset: shapes, split: test, size: 11}, "
+           "single: {dataset: shapes, split: test, size: 1, seed: 5}}",
+           "data.eval_batch_size=3", "data.num_workers=0", "save_maps=true", *overrides]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (run_dir,) = (tmp_path / "quickstart").iterdir()
-    return _read_metrics(run_dir)
+    return run_dir, _read_metrics(run_dir)
 
 
 def test_ddp_two_cpu_processes_give_the_metrics_of_one(tmp_path):
-    one = _cli_run(tmp_path / "one")
-    two = _cli_run(tmp_path / "two", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
-    assert two["n_images"] == one["n_images"] == {"shapes": 11}  # 11 images: no sample repeated to even out
-    for key, value in one["datasets"]["shapes"].items():
-        assert two["datasets"]["shapes"][key] == pytest.approx(value, abs=1e-12), key
+    """11 images (odd) and a 1-image set (fewer images than processes): no sample repeated, none lost."""
+    _, one = _cli_run(tmp_path / "one")
+    run_dir, two = _cli_run(tmp_path / "two", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2")
+    assert two["n_images"] == one["n_images"] == {"shapes": 11, "single": 1}
+    for dataset in ("shapes", "single"):
+        for key, value in one["datasets"][dataset].items():
+            assert two["datasets"][dataset][key] == pytest.approx(value, abs=1e-12), (dataset, key)
+    # both processes saved their share of the maps into rank 0's run directory
+    assert len(list((run_dir / "maps" / "saliency" / "shapes").glob("*.png"))) == 11
+    assert [p.name for p in (tmp_path / "two" / "quickstart").iterdir()] == [run_dir.name]
+
+
+def test_a_run_without_test_sets_is_refused_before_writing(tmp_path):
+    from salseg.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data.test names no test dataset"):
+        run(compose("quickstart", ["data.test=null", "logger=csv", f"runs_dir={tmp_path}"]))
+    assert not (tmp_path / "quickstart").exists()

@@ -41,6 +41,14 @@ class SODEvaluation(Callback):
         self.results: dict[str, dict[str, dict[str, float]]] = {}  # map -> dataset -> metric -> value
         self.curves: dict[str, dict[str, Any]] = {}  # map -> dataset -> curves
         self.counts: dict[str, int] = {}
+        self.metrics: dict[tuple[str, str], SODMetrics] = {}
+        self.map_names: list[str] = []  # in the order the method returns them: the first is the primary map
+        self.dataset_names: list[str] = []
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # Every process writes its own share of the saved maps into rank 0's run directory (processes started
+        # by SLURM / torchrun, or re-launched for a later ablation variant, may have computed another path).
+        self.out_dir = Path(trainer.strategy.broadcast(str(self.out_dir), src=0))
 
     # -- bookkeeping ---------------------------------------------------------------------------------
     def _names(self, trainer) -> list[str]:
@@ -51,17 +59,31 @@ class SODEvaluation(Callback):
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self.dataset_names = self._names(trainer)
-        self.metrics: dict[tuple[str, str], SODMetrics] = {}
+        self.metrics, self.map_names = {}, []
         self.grid: dict[str, dict[str, list]] = {}
         self.results, self.curves, self.counts = {}, {}, {}
 
     def _metric(self, map_name: str, dataset: str, device) -> SODMetrics:
-        if (map_name, dataset) not in self.metrics:
+        if map_name not in self.map_names:
             # Create the metric for EVERY test dataset at once: under DDP each process must reduce the same
             # states in the same order, even a process that happened to get no image of some dataset.
+            self.map_names.append(map_name)
             for ds in self.dataset_names:
                 self.metrics[(map_name, ds)] = SODMetrics().to(device)
         return self.metrics[(map_name, dataset)]
+
+    def _agree_on_map_names(self, trainer, device) -> None:
+        """Under DDP a process that got no batch at all has seen no map name: take rank 0's list, plus any
+        name only another process saw, so every process computes (and so reduces) the same metrics in order."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or trainer.world_size == 1:
+            return
+        lists: list = [None] * dist.get_world_size()
+        dist.all_gather_object(lists, self.map_names)
+        for names in lists:
+            for name in names:
+                self._metric(name, self.dataset_names[0], device)
 
     # -- per batch -----------------------------------------------------------------------------------
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
@@ -103,11 +125,17 @@ class SODEvaluation(Callback):
 
     # -- end of test ---------------------------------------------------------------------------------
     def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._agree_on_map_names(trainer, pl_module.device)
         # Image counts per dataset, summed over processes (each process scored a disjoint share).
-        self.counts = {ds: int(trainer.strategy.reduce(torch.tensor(float(n)), reduce_op="sum").item())
-                       for ds, n in ((ds, self.counts.get(ds, 0)) for ds in self.dataset_names)}
+        self.counts = {
+            ds: int(trainer.strategy.reduce(torch.tensor(float(self.counts.get(ds, 0)), device=pl_module.device),
+                                            reduce_op="sum").item())
+            for ds in self.dataset_names
+        }
         flat: dict[str, float] = {}
         for (map_name, dataset), metric in self.metrics.items():
+            if self.counts[dataset] == 0:
+                raise RuntimeError(f"test set {dataset!r} produced no batch: nothing to score")
             values = metric.compute()  # reduces states across processes
             self.results.setdefault(map_name, {})[dataset] = values
             self.curves.setdefault(map_name, {})[dataset] = metric.curves()
@@ -121,7 +149,7 @@ class SODEvaluation(Callback):
 
     @property
     def primary_map(self) -> str | None:
-        return next(iter(self.results), None) if self.results else (next(iter(self.metrics))[0] if self.metrics else None)
+        return self.map_names[0] if self.map_names else None
 
     def _write_plots(self, trainer) -> None:
         plot_dir = self.out_dir / "plots"

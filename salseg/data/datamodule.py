@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from .collate import collate_samples
 from .distortions import Distortion, build_distortion
@@ -29,26 +29,37 @@ from .shapes import SHAPE_NAMES, ShapesDataset
 from .sod import SOD_BUILDERS
 from .transforms import JointTransform, build_transform
 
-try:  # Lightning's sampler that splits an eval set across processes without padding / repeating samples
-    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-except ImportError:  # pragma: no cover - older / newer Lightning without it
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Rank r gets indices r, r + N, r + 2N, ...: every sample exactly once over the N processes.
 
-    class UnrepeatedDistributedSampler(DistributedSampler):  # type: ignore[no-redef]
-        """Rank r gets indices r, r + N, r + 2N, ...: every sample exactly once over the N processes."""
+    Lightning's ``UnrepeatedDistributedSampler`` does the same but refuses a set smaller than the number of
+    processes (a 1-image test set on 2 GPUs); here a process may simply get no sample.
+    """
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.total_size = len(self.dataset)
-            self.num_samples = len(range(self.rank, self.total_size, self.num_replicas))
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.total_size = len(self.dataset)
+        self.num_samples = len(range(self.rank, self.total_size, self.num_replicas))
 
-        def __iter__(self):
-            if self.shuffle:
-                g = torch.Generator()
-                g.manual_seed(self.seed + self.epoch)
-                indices = torch.randperm(self.total_size, generator=g).tolist()
-            else:
-                indices = list(range(self.total_size))
-            return iter(indices[self.rank : self.total_size : self.num_replicas])
+    def __iter__(self):
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+
+class EpochSeededRandomSampler(RandomSampler):
+    """Shuffles with seed + epoch. Lightning calls ``set_epoch`` before each epoch, so a run resumed at epoch e
+    sees the same order as an uninterrupted run would (a generator seeded once would replay epoch 0's order)."""
+
+    def __init__(self, data_source, seed: int = 0) -> None:
+        super().__init__(data_source, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + epoch)
+
+
+class SpecError(ValueError):
+    """A dataset spec in the config is wrong (unknown dataset or key, wrong type); the message names it."""
 
 
 ROLES = ("train", "val", "test")
@@ -291,33 +302,33 @@ class SaliencyDataModule(LightningDataModule):
         where = where or (f"{role}.{name}" if name else role)
         spec = _plain(spec)
         if not isinstance(spec, Mapping):
-            raise TypeError(f"data.{where}: a dataset spec must be a mapping like "
+            raise SpecError(f"data.{where}: a dataset spec must be a mapping like "
                             f"{{dataset: ecssd, split: all}}, got {spec!r}")
         spec = dict(spec)
         ds = spec.pop("dataset", None)
         if ds is None:
-            raise ValueError(f"data.{where}: the spec has no 'dataset' key; known datasets: {sorted(DATASETS)}")
+            raise SpecError(f"data.{where}: the spec has no 'dataset' key; known datasets: {sorted(DATASETS)}")
         if ds not in DATASETS:
-            raise ValueError(f"data.{where}: unknown dataset {ds!r}; known datasets: {sorted(DATASETS)}")
+            raise SpecError(f"data.{where}: unknown dataset {ds!r}; known datasets: {sorted(DATASETS)}")
         root = Path(str(spec.pop("root"))).expanduser() if "root" in spec else self.root
         has_dist = "distortion" in spec
         dist = spec.pop("distortion", None)
         if has_dist and dist is None:
             dist = {"kind": "none"}  # an explicit null switches the module-level distortion off for this set
         if has_dist and role != "test":
-            raise ValueError(f"data.{where}: 'distortion' applies to test sets only")
+            raise SpecError(f"data.{where}: 'distortion' applies to test sets only")
         if dist is not None:
             build_distortion(dist, self.seed)  # validate now
         accepted, required = _builder_params(DATASETS[ds])
         unknown = sorted(set(spec) - set(accepted))
         if unknown:
-            raise ValueError(
+            raise SpecError(
                 f"data.{where} ({ds}): unknown key(s) {unknown}; the {ds} builder accepts "
                 f"{list(RESERVED_KEYS) + accepted}"
             )
         missing = [k for k in required if k not in spec]
         if missing:
-            raise ValueError(f"data.{where} ({ds}): missing required key(s) {missing}")
+            raise SpecError(f"data.{where} ({ds}): missing required key(s) {missing}")
         if name is None:
             name = ds
         return [_Spec(name=name, role=role, dataset=ds, kwargs=spec, root=root,
@@ -362,13 +373,10 @@ class SaliencyDataModule(LightningDataModule):
         if self.train_dataset is None:
             self.setup("fit")
         ds = self.train_dataset
-        g = torch.Generator()
-        g.manual_seed(self.seed)
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            shuffle=True,
-            generator=g,
+            sampler=EpochSeededRandomSampler(ds, seed=self.seed),
             drop_last=len(ds) > self.batch_size,  # no size-1 tail batch (batch norm)
             **self._loader_kwargs(persistent=True),
         )
@@ -376,7 +384,7 @@ class SaliencyDataModule(LightningDataModule):
     def _eval_loader(self, ds: Dataset, persistent: bool) -> DataLoader:
         sampler = None
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            sampler = UnrepeatedDistributedSampler(
+            sampler = UnpaddedDistributedSampler(
                 ds,
                 num_replicas=torch.distributed.get_world_size(),
                 rank=torch.distributed.get_rank(),
