@@ -23,18 +23,6 @@ from salseg.evaluate import (
 from salseg.metrics import METRIC_KEYS, SODMetrics
 
 
-def shared_data_root() -> Path:
-    return Path(os.environ.get("SALSEG_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-@pytest.fixture(scope="module")
-def data_root() -> Path:
-    root = shared_data_root()
-    if not root.is_dir():
-        pytest.skip(f"reference data folder {root} is absent")
-    return root
-
-
 def _pairs(n=4, seed=1):
     rng = np.random.default_rng(seed)
     out = []
@@ -222,8 +210,8 @@ def test_write_json_is_atomic(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 # Real data
 # ---------------------------------------------------------------------------------------------------------------
-def test_sod300_folder_evaluation_matches_references(data_root):
-    root = data_root / "sod300"
+def test_sod300_folder_evaluation_matches_references(shared_data):
+    root = shared_data / "sod300"
     ref = json.loads((root / "reference_metrics_matlab.json").read_text())["methods"]["Amulet"]
     result = evaluate_folders(root / "preds" / "Amulet", root / "gt", num_workers=2)
     m = result["metrics"]
@@ -237,8 +225,8 @@ def test_sod300_folder_evaluation_matches_references(data_root):
     assert timing["workers"] == 2 and timing["wall_s"] > 0 and timing["read_s"] > 0
 
 
-def test_pysodmetrics_pairs_through_the_folder_evaluator(data_root):
-    root = data_root / "pysodmetrics_pairs"
+def test_pysodmetrics_pairs_through_the_folder_evaluator(shared_data):
+    root = shared_data / "pysodmetrics_pairs"
     expected = json.loads((root / "asserted_expected_values.json").read_text())["asserted"]
     m = evaluate_folders(root / "preds", root / "masks", num_workers=0)["metrics"]
     assert m["MAE"] == pytest.approx(expected["MAE"], abs=1e-9)
