@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
           f"scoring {1e3 * figures['worker_score_s_per_map']:.2f} ms)")
     print("\nvalues: " + ", ".join(f"{k} {v:.5f}" for k, v in result["metrics"].items()))
     if args.compare_pysodmetrics:
-        print(f"PySODMetrics: " + ", ".join(f"{k} {v:.5f}" for k, v in figures["pysod_values"].items()))
+        print("PySODMetrics: " + ", ".join(f"{k} {v:.5f}" for k, v in figures["pysod_values"].items()))
         print(f"speed-up over PySODMetrics: end to end x{figures['ratio_end_to_end']:.1f}, "
               f"scoring x{figures['ratio_scoring']:.1f}; max |difference| of the 9 shared values: "
               f"{figures['max_abs_diff']:.2e}")

@@ -181,15 +181,6 @@ def _identity(x):
     return x
 
 
-def _worker_init(_worker_id: int) -> None:
-    """One thread per worker for OpenCV (the weighted F-measure's distance transform) and torch: the workers
-    already fill the cores, extra threads only compete with them."""
-    torch.set_num_threads(1)
-    cv2 = functional._cv2
-    if cv2 is not None:
-        cv2.setNumThreads(1)
-
-
 def default_workers() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -201,8 +192,7 @@ def _score(dataset: _PairScores, num_workers: int | None, metric_kwargs: dict) -
     workers = default_workers() if num_workers is None else int(num_workers)
     if workers > len(dataset):
         workers = len(dataset)
-    loader = DataLoader(dataset, batch_size=_BATCH, shuffle=False, num_workers=workers, collate_fn=_identity,
-                        worker_init_fn=_worker_init if workers > 0 else None)
+    loader = DataLoader(dataset, batch_size=_BATCH, shuffle=False, num_workers=workers, collate_fn=_identity)
     metrics = SODMetrics(**metric_kwargs)
     n_resized, read_s, score_s = 0, 0.0, 0.0
     start = time.perf_counter()

@@ -11,7 +11,7 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("SALSEG_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = shared_data_dir()
     if not path.is_dir():

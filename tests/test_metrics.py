@@ -32,17 +32,6 @@ from salseg.metrics import (
 )
 from salseg.metrics import functional as F
 
-from conftest import shared_data_dir
-
-
-@pytest.fixture(scope="module")
-def shared_data_module() -> Path:
-    """conftest's ``shared_data`` (same folder, same skip) for the module-scoped fixtures below."""
-    path = shared_data_dir()
-    if not path.is_dir():
-        pytest.skip(f"real data folder {path} is absent")
-    return path
-
 
 def read_l(path) -> np.ndarray:
     """8-bit grayscale like cv2.IMREAD_GRAYSCALE for these files (PIL "L"; checked against read_gray below)."""
@@ -365,8 +354,8 @@ def test_pysodmetrics_reference_values(shared_data):
 # Reference 2: the MATLAB toolbox on SOD (300 Amulet maps)
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def sod300(shared_data_module):
-    root = shared_data_module / "sod300"
+def sod300(shared_data):
+    root = shared_data / "sod300"
     ref = json.loads((root / "reference_metrics_matlab.json").read_text())
     stats = []
     for name in ref["files"]:
@@ -430,88 +419,3 @@ def test_emeasure_counts_edge_cases():
     assert F.emeasure_from_counts(30.0, 0.0, n, n) == pytest.approx(30 / (n - 1))
     # A perfect binary prediction aligns everywhere: sum = N, E = N / (N - 1).
     assert F.emeasure_from_counts(40.0, 0.0, 40.0, n) == pytest.approx(n / (n - 1))
-
-
-def _random_masks(seed=0, n=60):
-    """Masks with ties (single pixels, symmetric pairs), thin lines, blobs, foreground on the borders."""
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        h, w = int(rng.integers(8, 70)), int(rng.integers(8, 70))
-        kind = i % 5
-        if kind == 0:  # sparse dots: many exact ties between equidistant dots
-            m = rng.random((h, w)) < rng.choice([0.002, 0.01, 0.05])
-        elif kind == 1:  # thin lines, some on the border
-            m = np.zeros((h, w), bool)
-            for _ in range(int(rng.integers(1, 4))):
-                if rng.random() < 0.5:
-                    m[int(rng.integers(0, h)), int(rng.integers(0, w // 2)):] = True
-                else:
-                    m[:, int(rng.integers(0, w))] = True
-        elif kind == 2:  # blobs
-            m = np.zeros((h, w), bool)
-            for _ in range(int(rng.integers(1, 4))):
-                r0, c0 = int(rng.integers(0, h)), int(rng.integers(0, w))
-                m[r0:r0 + int(rng.integers(1, h)), c0:c0 + int(rng.integers(1, w))] = True
-        elif kind == 3:  # grid-symmetric points: ties in both passes
-            m = np.zeros((h, w), bool)
-            step = int(rng.integers(2, 9))
-            m[step // 2::step, step // 2::step] = True
-        else:  # dense noise touching every border
-            m = rng.random((h, w)) < 0.5
-        if not m.any():
-            m[int(rng.integers(0, h)), int(rng.integers(0, w))] = True
-        yield m
-
-
-def test_cropped_feature_transform_gives_the_full_image_indices():
-    """weighted_fmeasure_from_error runs scipy's EDT on the foreground's bounding box grown by 3 px only."""
-    from scipy import ndimage
-
-    for m in _random_masks():
-        h, w = m.shape
-        full = ndimage.distance_transform_edt(~m, return_distances=False, return_indices=True)
-        rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
-        r0, r1 = max(rows[0] - 3, 0), min(rows[-1] + 4, h)
-        c0, c1 = max(cols[0] - 3, 0), min(cols[-1] + 4, w)
-        crop = ndimage.distance_transform_edt(~m[r0:r1, c0:c1], return_distances=False, return_indices=True)
-        assert np.array_equal(crop[0] + r0, full[0][r0:r1, c0:c1])
-        assert np.array_equal(crop[1] + c0, full[1][r0:r1, c0:c1])
-
-
-def _wf_full_image_reference(err, gt, beta=1.0):
-    """The straightforward weighted F-measure: full-image EDT with indices, full-image 2-D filter."""
-    from scipy import ndimage
-
-    dist, (iy, ix) = ndimage.distance_transform_edt(~gt, return_indices=True)
-    et = err[iy, ix]
-    k = np.outer(F._GAUSS_7, F._GAUSS_7)
-    ea = ndimage.correlate(et, k, mode="constant", cval=0.0)
-    min_e_ea = np.where(gt & (ea < err), ea, err)
-    b = np.where(gt, 1.0, 2 - np.exp(np.log(0.5) / 5 * dist))
-    ew = min_e_ea * b
-    tpw = gt.sum() - ew[gt].sum()
-    fpw = ew[~gt].sum()
-    r = 1 - ew[gt].mean()
-    p = tpw / (tpw + fpw + F.EPS)
-    return (1 + beta) * r * p / (r + beta * p + F.EPS)
-
-
-def test_weighted_fmeasure_equals_the_full_image_computation():
-    rng = np.random.default_rng(3)
-    for m in _random_masks(seed=1):
-        err = np.abs(rng.random(m.shape) - m)
-        assert F.weighted_fmeasure_from_error(err, m) == pytest.approx(_wf_full_image_reference(err, m), abs=1e-12)
-
-
-def test_squared_distances_are_exact_integers():
-    from scipy import ndimage
-
-    masks = list(_random_masks(seed=2, n=30))
-    big = np.ones((700, 900), bool)  # far corners: d^2 up to ~1.3e6
-    big[0, 0] = False
-    masks.append(~big)
-    for m in masks:
-        idx = ndimage.distance_transform_edt(~m, return_distances=False, return_indices=True)
-        h, w = m.shape
-        d2 = (idx[0] - np.arange(h)[:, None]) ** 2 + (idx[1] - np.arange(w)[None, :]) ** 2
-        assert np.array_equal(F._squared_distances(~m), d2.astype(np.float64))
