@@ -99,7 +99,7 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
         trainer.test(model, datamodule=datamodule, verbose=False)
         # A method that trains nothing still leaves last.ckpt (its hyper-parameters), so every run can be
         # re-tested the same way: `test_only=true ckpt_path=.../last.ckpt`.
-        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
 
     result = RunResult(run_dir=run_dir, metrics=evaluation.results, curves=evaluation.curves, seconds=time.time() - start)
     if trainer.is_global_zero:
