@@ -25,6 +25,8 @@ where the per-image MAE, S-measure and adaptive F agree to ~1e-13 and maxF_pr to
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 from typing import Any, Iterable, Sequence
 
 import torch
@@ -115,8 +117,9 @@ class _SODMetric(Metric):
     def _sum(self, stats: Sequence[dict[str, Tensor]], key: str) -> Tensor:
         return torch.stack([torch.as_tensor(s[key], dtype=torch.float64) for s in stats]).sum(0).to(self.device)
 
+    @abstractmethod
     def _add(self, stats: Sequence[dict[str, Tensor]]) -> None:
-        raise NotImplementedError
+        """Add a batch's per-image statistics to this metric's sum states (each concrete metric says which)."""
 
 
 class FMeasure(_SODMetric):
