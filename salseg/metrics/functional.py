@@ -27,12 +27,13 @@ one pass of histogramming (plus the S-measure's centroid and quadrant counts) F,
 same formulas serve both, and the tests check that uint8 ``k`` and float ``k / 255`` agree to ~1e-15. Sums are
 then taken in a different order than numpy's, so values differ from PySOD in the last bits only.
 
-Where it runs: torch float64 on the CPU for the 256-entry tables and every float sum; the per-pixel passes over a
-uint8 map (mask, joint codes, histogram, centroid) are numpy on the same memory (elementwise float64 ops and
-integer counts are bit-identical in both libraries, and numpy skips torch's per-call overhead); the weighted
-F-measure is numpy/scipy: torch has no exact
-Euclidean distance transform with nearest-feature indices (``scipy.ndimage.distance_transform_edt``), and once
-the map is in numpy scipy's separable 7x7 filter is also faster than a float64 ``conv2d``. Maps given on a GPU
+Where it runs: numpy float64 on the CPU for the 256-entry tables and every float sum (a table operation costs
+~1 us in numpy against ~5-10 us of torch call overhead, and a map needs a few hundred of them); the per-pixel
+passes over a uint8 map (mask, joint codes, centroid) are numpy on the same memory, except the one joint
+histogram, a ``torch.bincount`` (faster than ``np.bincount`` on int16 codes); the results are returned as float64
+torch tensors. The weighted F-measure is numpy/scipy: torch has no exact Euclidean distance transform with
+nearest-feature indices (``scipy.ndimage.distance_transform_edt``), and once the map is in numpy scipy's
+separable 7x7 filter is also faster than a float64 ``conv2d``. Maps given on a GPU
 are copied to the CPU first (a uint8 map is ~0.1 MB): the per-image work is a few hundred small operations on
 256-entry tables, each of which would cost a kernel launch and a host synchronisation on a GPU, and the
 weighted F-measure needs the CPU anyway. The metric classes move the resulting sums back to their own device.
@@ -137,16 +138,20 @@ def normalize_pred(pred: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Group:
-    """Prediction values of a set of pixels, ``values[k]`` occurring ``counts[k]`` times (``None``: once each)."""
+    """Prediction values of a set of pixels, ``values[k]`` occurring ``counts[k]`` times (``None``: once each).
 
-    values: Tensor
-    counts: Tensor | None = None
+    numpy float64 arrays: the tables have 256 entries, where numpy's per-call cost (~1 us) is a fraction of
+    torch's.
+    """
+
+    values: np.ndarray
+    counts: np.ndarray | None = None
 
     def n(self) -> float:
-        return float(self.values.numel()) if self.counts is None else self.counts.sum().item()
+        return float(self.values.size) if self.counts is None else float(self.counts.sum())
 
-    def _wsum(self, x: Tensor) -> float:
-        return (x.sum() if self.counts is None else (x * self.counts).sum()).item()
+    def _wsum(self, x: np.ndarray) -> float:
+        return float(x.sum() if self.counts is None else x @ self.counts)
 
     def total(self) -> float:
         return self._wsum(self.values)
@@ -154,11 +159,11 @@ class Group:
     def mean(self) -> float:
         """Weighted mean; exactly the value when only one value occurs, so a constant region has zero spread."""
         present = self.values if self.counts is None else self.values[self.counts > 0]
-        if present.numel() == 0:
+        if present.size == 0:
             return math.nan
-        lo, hi = torch.aminmax(present)
+        lo, hi = present.min(), present.max()
         if lo == hi:
-            return lo.item()
+            return float(lo)
         return self.total() / self.n()
 
     def sum_dev(self, m: float) -> float:
@@ -170,19 +175,19 @@ class Group:
 
     def count_ge(self, t: float) -> float:
         hit = self.values >= t
-        return float(hit.sum().item()) if self.counts is None else self.counts[hit].sum().item()
+        return float(np.count_nonzero(hit)) if self.counts is None else float(self.counts[hit].sum())
 
     def union(self, other: "Group") -> "Group":
         if self.counts is not None and other.counts is not None and self.values is other.values:
             return Group(self.values, self.counts + other.counts)
-        return Group(torch.cat([self._expanded(), other._expanded()]))
+        return Group(np.concatenate([self._expanded(), other._expanded()]))
 
     def complement(self) -> "Group":
         """Values 1 - v (S_object of the background)."""
         return Group(1 - self.values, self.counts)
 
-    def _expanded(self) -> Tensor:
-        return self.values if self.counts is None else torch.repeat_interleave(self.values, self.counts.long())
+    def _expanded(self) -> np.ndarray:
+        return self.values if self.counts is None else np.repeat(self.values, self.counts.astype(np.int64))
 
 
 _LEVELS = np.arange(NUM_BINS, dtype=np.float64) / 255  # uint8 level k in the [0, 1] scale (im2double)
@@ -191,45 +196,43 @@ _LEVELS = np.arange(NUM_BINS, dtype=np.float64) / 255  # uint8 level k in the [0
 class _LevelPixels:
     """A uint8 map as 256 levels: groups are histograms over the level table (the fast path).
 
-    Per-pixel work is numpy on the (CPU) map; the 256-entry tables are torch tensors. Elementwise float64
-    operations give the same bits in either library; the sums over tables stay in torch.
-    ``split`` (rows, columns of the S-measure's top-left quadrant), when known up front, folds the quadrant
-    histograms into the one ``bincount`` pass.
+    The per-pixel passes are numpy on the (CPU) map's memory, except the one histogram (``torch.bincount``
+    counts int16 codes faster than ``np.bincount``); the 256-entry tables are numpy float64 (torch's per-call
+    overhead would dominate on them). ``split`` (rows, columns of the S-measure's top-left quadrant), when known
+    up front, folds the quadrant histograms into the one ``bincount`` pass.
     """
 
     def __init__(self, pred: Tensor, gt: Tensor, split: tuple[int, int] | None = None, rounding: str | None = None):
         self.raw, self.gt = pred, gt
         self.split_rounding = rounding
         p, g = pred.numpy(), gt.numpy()
-        lo, hi = int(p.min()), int(p.max())
-        table = (_LEVELS - _LEVELS[lo]) / (_LEVELS[hi] - _LEVELS[lo]) if hi != lo else _LEVELS
-        self.table_np, self.top = table, hi
-        self.table = torch.from_numpy(table)
         # Joint code per pixel: level + 256 * gt (+ 512 * quadrant), so one bincount gives all histograms.
-        codes = p.astype(np.int16)
-        codes |= g.view(np.uint8).astype(np.int16) << 8
+        codes = np.left_shift(g.view(np.uint8), 8, dtype=np.int16)
+        codes |= p
         self.split = split
         if split is None:
             self.codes = codes
             self.joint = self._histogram(codes)
         else:
             cy, cx = split
-            h, w = codes.shape
-            quadrant = np.zeros(h, dtype=np.int16)[:, None] + np.zeros(w, dtype=np.int16)[None, :]
-            quadrant[:cy, cx:] = 1 << 9
-            quadrant[cy:, :cx] = 2 << 9
-            quadrant[cy:, cx:] = 3 << 9
-            codes |= quadrant
+            codes[:cy, cx:] |= 1 << 9
+            codes[cy:, :cx] |= 2 << 9
+            codes[cy:, cx:] |= 3 << 9
             self.codes = codes
-            counts = torch.bincount(torch.from_numpy(codes).reshape(-1), minlength=4 * 2 * NUM_BINS)
-            counts = counts.view(4, 2, NUM_BINS)
-            self.quadrant_hists = counts.to(F64)
-            self.joint = counts.sum(0).to(F64)  # exact: integer counts
+            counts = torch.bincount(torch.from_numpy(codes).reshape(-1), minlength=4 * 2 * NUM_BINS).numpy()
+            self.quadrant_hists = counts.astype(np.float64).reshape(4, 2, NUM_BINS)
+            self.joint = self.quadrant_hists.sum(0)  # exact: integer counts
+        # Lowest / highest level present, from the histogram (no extra pass over the pixels).
+        present = np.flatnonzero(self.joint[0] + self.joint[1])
+        lo, hi = (int(present[0]), int(present[-1])) if present.size else (0, 0)
+        table = (_LEVELS - _LEVELS[lo]) / (_LEVELS[hi] - _LEVELS[lo]) if hi != lo else _LEVELS
+        self.table_np = self.table = table
+        self.top = hi
 
     @staticmethod
-    def _histogram(codes) -> Tensor:
-        codes = torch.from_numpy(codes) if isinstance(codes, np.ndarray) else codes
-        return torch.bincount(codes.reshape(-1), minlength=2 * NUM_BINS).to(F64).view(2, NUM_BINS)
+    def _histogram(codes: np.ndarray) -> np.ndarray:
+        codes = torch.from_numpy(np.ascontiguousarray(codes)).reshape(-1)
+        return torch.bincount(codes, minlength=2 * NUM_BINS).numpy().astype(np.float64).reshape(2, NUM_BINS)
 
     def classes(self) -> tuple[Group, Group]:
         return Group(self.table, self.joint[1]), Group(self.table, self.joint[0])
@@ -238,25 +241,24 @@ class _LevelPixels:
         if self.split == (cy, cx):
             parts = list(self.quadrant_hists)
         else:
-            c = torch.from_numpy(self.codes & 0x1FF)
+            c = self.codes & 0x1FF
             parts = [self._histogram(c[:cy, :cx]), self._histogram(c[:cy, cx:]), self._histogram(c[cy:, :cx])]
             parts.append(self.joint - parts[0] - parts[1] - parts[2])  # exact: integer counts
         return [(Group(self.table, h[1]), Group(self.table, h[0])) for h in parts]
 
-    def remap(self, bins: Tensor) -> tuple[Tensor, Tensor]:
+    def remap(self, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(fg, bg) histograms after moving level v's pixels to bin ``bins[v]``."""
-        out = torch.zeros(2, NUM_BINS, dtype=F64)
-        out.index_add_(1, bins.long(), self.joint)
-        return out[1], out[0]
+        bins = bins.astype(np.intp)
+        return (np.bincount(bins, self.joint[1], NUM_BINS), np.bincount(bins, self.joint[0], NUM_BINS))
 
-    def quantised_histograms(self) -> tuple[Tensor, Tensor]:
-        return self.remap(torch.from_numpy((self.table_np * 255).astype(np.uint8)))  # truncation, as PySOD
+    def quantised_histograms(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.remap((self.table_np * 255).astype(np.uint8))  # truncation, as PySOD
 
-    def matlab_histograms(self) -> tuple[Tensor, Tensor] | None:
+    def matlab_histograms(self) -> tuple[np.ndarray, np.ndarray] | None:
         if self.top == 0:
             return None
         levels = _LEVELS / (self.top / 255)
-        return self.remap(matlab_bins(torch.from_numpy(levels)).clamp(0, NUM_BINS - 1))  # levels above the max: empty
+        return self.remap(np.minimum(_matlab_bins_np(levels), NUM_BINS - 1))  # levels above the max: empty
 
     def error_map(self) -> np.ndarray:
         """|pred - gt| per pixel (numpy) through a table indexed by the joint code."""
@@ -274,25 +276,25 @@ class _FloatPixels:
         self.norm, self.gt = minmax(self.scaled), gt
 
     def classes(self) -> tuple[Group, Group]:
-        return Group(self.norm[self.gt]), Group(self.norm[~self.gt])
+        return Group(self.norm[self.gt].numpy()), Group(self.norm[~self.gt].numpy())
 
     def quadrants(self, cy: int, cx: int) -> list[tuple[Group, Group]]:
         out = []
         for rows, cols in ((slice(None, cy), slice(None, cx)), (slice(None, cy), slice(cx, None)),
                            (slice(cy, None), slice(None, cx)), (slice(cy, None), slice(cx, None))):
             p, g = self.norm[rows, cols], self.gt[rows, cols]
-            out.append((Group(p[g]), Group(p[~g])))
+            out.append((Group(p[g].numpy()), Group(p[~g].numpy())))
         return out
 
-    def _split(self, bins: Tensor) -> tuple[Tensor, Tensor]:
+    def _split(self, bins: Tensor) -> tuple[np.ndarray, np.ndarray]:
         idx = bins.reshape(-1).long() + NUM_BINS * self.gt.reshape(-1).long()
-        h = torch.bincount(idx, minlength=2 * NUM_BINS).to(F64).view(2, NUM_BINS)
+        h = np.bincount(idx.numpy(), minlength=2 * NUM_BINS).astype(np.float64).reshape(2, NUM_BINS)
         return h[1], h[0]
 
-    def quantised_histograms(self) -> tuple[Tensor, Tensor]:
+    def quantised_histograms(self) -> tuple[np.ndarray, np.ndarray]:
         return self._split((self.norm * 255).to(torch.uint8))
 
-    def matlab_histograms(self) -> tuple[Tensor, Tensor] | None:
+    def matlab_histograms(self) -> tuple[np.ndarray, np.ndarray] | None:
         s = self.scaled.clamp_min(0)
         top = s.max()
         return None if top == 0 else self._split(matlab_bins(s / top))
@@ -310,22 +312,38 @@ def pixels_of(pred: Tensor, gt: Tensor, split: tuple[int, int] | None = None, ro
 # ---------------------------------------------------------------------------------------------------------------
 # Threshold curves: F-measure, E-measure (PySOD) and the MATLAB PR curve
 # ---------------------------------------------------------------------------------------------------------------
-def descending_cumsum(hist: Tensor) -> Tensor:
+def descending_cumsum(hist):
     """Counts of ``value >= t`` for t = 255, 254, ..., 0 (entry i is threshold 255 - i)."""
-    return torch.cumsum(torch.flip(hist, dims=(0,)), dim=0)
+    if isinstance(hist, Tensor):
+        return torch.cumsum(torch.flip(hist, dims=(0,)), dim=0)
+    return np.cumsum(hist[::-1])
 
 
-def fmeasure_curves(tp: Tensor, fp: Tensor, n_fg: int, beta2: float = 0.3) -> tuple[Tensor, Tensor, Tensor]:
+def _numpy_in_torch_out(fn):
+    """Run a curve function on numpy float64 arrays; torch inputs give torch (CPU, float64) outputs."""
+
+    def wrapper(*args, **kwargs):
+        was_torch = any(isinstance(a, Tensor) for a in args)
+        args = [a.detach().cpu().numpy().astype(np.float64) if isinstance(a, Tensor) else a for a in args]
+        out = fn(*args, **kwargs)
+        return tuple(torch.from_numpy(o) for o in out) if was_torch else out
+
+    wrapper.__name__, wrapper.__doc__, wrapper.__wrapped__ = fn.__name__, fn.__doc__, fn
+    return wrapper
+
+
+@_numpy_in_torch_out
+def fmeasure_curves(tp, fp, n_fg: int, beta2: float = 0.3):
     """PySOD ``Fmeasure.cal_pr``: precision, recall and F_beta per threshold.
 
     Precision where nothing is predicted is TP / 1 = 0 (PySOD sets Ps[Ps == 0] = 1); recall of an empty GT is
     TP / 1 = 0; F is 0 where its numerator is 0.
     """
     n_pos = tp + fp
-    precision = tp / torch.where(n_pos == 0, torch.ones_like(n_pos), n_pos)
+    precision = tp / np.where(n_pos == 0, 1.0, n_pos)
     recall = tp / max(n_fg, 1)
     num = (1 + beta2) * precision * recall
-    den = torch.where(num == 0, torch.ones_like(num), beta2 * precision + recall)
+    den = np.where(num == 0, 1.0, beta2 * precision + recall)
     return precision, recall, num / den
 
 
@@ -375,15 +393,24 @@ def matlab_bins(s: Tensor) -> Tensor:
     return torch.bucketize(s, thresholds, right=True) - 1
 
 
-def matlab_pr_curve(fg_hist: Tensor, bg_hist: Tensor, n_fg: float) -> tuple[Tensor, Tensor]:
+_THRESHOLDS = np.arange(NUM_BINS, dtype=np.float64) / 255
+
+
+def _matlab_bins_np(s: np.ndarray) -> np.ndarray:
+    """:func:`matlab_bins` in numpy (``searchsorted`` right == ``bucketize`` right: same comparisons)."""
+    return np.searchsorted(_THRESHOLDS, s, side="right") - 1
+
+
+@_numpy_in_torch_out
+def matlab_pr_curve(fg_hist, bg_hist, n_fg: float):
     """Per-image precision (NaN -> 0, as performCalcu.m) and recall at thresholds (255 - i) / 255.
 
     An empty GT gets recall 0 here; MATLAB divides by zero and its averaged recall curve becomes NaN.
     """
     tp, fp = descending_cumsum(fg_hist), descending_cumsum(bg_hist)
     n_pos = tp + fp
-    precision = torch.where(n_pos > 0, tp / n_pos.clamp_min(1), torch.zeros_like(tp))
-    recall = tp / n_fg if n_fg > 0 else torch.zeros_like(tp)
+    precision = np.where(n_pos > 0, tp / np.maximum(n_pos, 1), 0.0)
+    recall = tp / n_fg if n_fg > 0 else np.zeros_like(tp)
     return precision, recall
 
 
@@ -419,9 +446,15 @@ def centroid_split(gt: Tensor, rounding: str = "half_even") -> tuple[int, int]:
         return round_half(gt.shape[0] / 2, rounding), round_half(gt.shape[1] / 2, rounding)
     # Exact integer sums (per-row / per-column counts dotted with the indices) and one correctly rounded
     # division: the float numpy's argwhere(gt).mean() gives.
+    # Row / column counts are summed in float32 (faster than an int64 reduction of uint8): exact below 2**24.
     u = g.view(np.uint8)
-    mean_y = int(u.sum(axis=1, dtype=np.int64) @ np.arange(g.shape[0], dtype=np.int64)) / n_fg
-    mean_x = int(u.sum(axis=0, dtype=np.int64) @ np.arange(g.shape[1], dtype=np.int64)) / n_fg
+    if max(g.shape) < 1 << 24:
+        f = u.astype(np.float32)
+        rows, cols = f.sum(axis=1).astype(np.int64), f.sum(axis=0).astype(np.int64)
+    else:
+        rows, cols = u.sum(axis=1, dtype=np.int64), u.sum(axis=0, dtype=np.int64)
+    mean_y = int(rows @ np.arange(g.shape[0], dtype=np.int64)) / n_fg
+    mean_x = int(cols @ np.arange(g.shape[1], dtype=np.int64)) / n_fg
     if rounding == "half_even":
         return round_half(mean_y, rounding) + 1, round_half(mean_x, rounding) + 1
     return round_half(mean_y + 1, rounding), round_half(mean_x + 1, rounding)
@@ -603,8 +636,11 @@ def image_statistics(
     n_fg, n = fg.n(), float(gt.numel())
     out: dict[str, Tensor] = {}
 
-    def scalar(v: float) -> Tensor:
-        return torch.tensor(float(v), dtype=F64, device=device)
+    def scalar(v: float) -> Tensor:  # CPU (see _prepare_pair); from_numpy costs a fraction of torch.tensor
+        return torch.from_numpy(np.array(float(v), dtype=np.float64))
+
+    def curve(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
 
     if groups & {"fm", "em"}:
         tp, fp = (descending_cumsum(h) for h in px.quantised_histograms())
@@ -612,10 +648,11 @@ def image_statistics(
         a_tp = fg.count_ge(threshold)
         a_pos = a_tp + bg.count_ge(threshold)
         if "fm" in groups:
-            out["precision"], out["recall"], out["fmeasure"] = fmeasure_curves(tp, fp, int(n_fg), beta2)
+            curves = fmeasure_curves.__wrapped__(tp, fp, int(n_fg), beta2)
+            out["precision"], out["recall"], out["fmeasure"] = (curve(c) for c in curves)
             out["adp_f"] = scalar(adaptive_fmeasure(a_tp, a_pos, n_fg, beta2))
         if "em" in groups:
-            out["emeasure"] = emeasure_from_counts(tp, fp, n_fg, n)
+            out["emeasure"] = curve(emeasure_from_counts(tp, fp, n_fg, n))
             out["adp_em"] = scalar(emeasure_from_counts(a_tp, a_pos - a_tp, n_fg, n))
     if "pr_matlab" in groups:
         hists = px.matlab_histograms()
@@ -623,7 +660,7 @@ def image_statistics(
             zeros = torch.zeros(NUM_BINS, dtype=F64, device=device)
             out["pr_precision"], out["pr_recall"], out["pr_valid"] = zeros, zeros.clone(), scalar(0)
         else:
-            out["pr_precision"], out["pr_recall"] = matlab_pr_curve(*hists, n_fg)
+            out["pr_precision"], out["pr_recall"] = (curve(c) for c in matlab_pr_curve.__wrapped__(*hists, n_fg))
             out["pr_valid"] = scalar(1)
     if "mae" in groups:
         out["mae"] = scalar(((n_fg - fg.total()) + bg.total()) / n)  # |1 - v| on fg, |v| on bg
