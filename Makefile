@@ -4,15 +4,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test test-slow exp ablation eval bench list clean help
+.PHONY: install test test-slow exp ablation robust eval bench list clean help
 
 help:
 	@echo "make install                      create .venv and install salseg with its dev extra"
 	@echo "make test                         run the test suite (CI's command; slow tests excluded)"
 	@echo "make exp NAME=quickstart [ARGS=\"trainer.max_epochs=3 ...\"] [RESUME=1]"
 	@echo "make ablation NAME=rc_spatial [ARGS=...]"
+	@echo "make robust NAME=quickstart [CKPT=last.ckpt] [VARIANCES=0.001,0.01,0.1] [ARGS=...]   AWGN/JPEG table + F-vs-noise plot"
 	@echo "make eval PRED=dir GT=dir [JSON=out.json]"
-	@echo "make bench                        speed benchmarks (benchmarks/)"
+	@echo "make bench [BENCH=metrics|menet]  speed benchmarks (benchmarks/): SOD metrics, MEnet inference/training"
 	@echo "make list                         known experiments and ablations"
 
 $(STAMP): pyproject.toml
@@ -37,12 +38,17 @@ ablation: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make ablation NAME=<ablation> [ARGS=\"key=value ...\"]"; $(BIN)/python -m salseg list; exit 2; }
 	$(BIN)/python -m salseg ablate $(NAME) $(ARGS)
 
+robust: $(STAMP)
+	@test -n "$(NAME)" || { echo "usage: make robust NAME=<experiment> [CKPT=path.ckpt] [VARIANCES=v1,v2,...] [ARGS=\"key=value ...\"]"; $(BIN)/python -m salseg list; exit 2; }
+	$(BIN)/python -m salseg robust $(NAME) $(if $(CKPT),--ckpt "$(CKPT)",) $(if $(VARIANCES),--variances "$(VARIANCES)",) $(ARGS)
+
 eval: $(STAMP)
 	@test -n "$(PRED)" -a -n "$(GT)" || { echo "usage: make eval PRED=<maps dir> GT=<masks dir> [JSON=out.json]"; exit 2; }
 	$(BIN)/python -m salseg eval --pred "$(PRED)" --gt "$(GT)" $(if $(JSON),--json "$(JSON)",)
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_metrics.py $(ARGS)
+bench: $(STAMP)  # BENCH=metrics|menet runs one; ARGS go to it (e.g. BENCH=menet ARGS="--device cuda")
+	$(if $(filter-out menet,$(or $(BENCH),all)),$(BIN)/python benchmarks/bench_metrics.py $(if $(BENCH),$(ARGS),),)
+	$(if $(filter-out metrics,$(or $(BENCH),all)),$(BIN)/python benchmarks/bench_menet.py $(if $(BENCH),$(ARGS),),)
 
 list: $(STAMP)
 	$(BIN)/python -m salseg list

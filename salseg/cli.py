@@ -1,4 +1,4 @@
-"""``python -m salseg run|ablate|eval|list ...``: the commands behind the Makefile."""
+"""``python -m salseg run|ablate|robust|eval|list ...``: the commands behind the Makefile."""
 
 from __future__ import annotations
 
@@ -7,13 +7,23 @@ import sys
 
 
 def _cmd_run(args) -> int:
-    from salseg.config import compose
+    from omegaconf import OmegaConf
+
+    from salseg.config import comparison_entries, compose, load_comparison
     from salseg.runner import run
 
+    comparison = load_comparison(args.name)
+    if comparison is not None:  # e.g. quickstart: several experiments, one comparison table
+        if args.print_config:
+            for entry, overrides in comparison_entries(comparison, args.overrides).items():
+                print(f"# {args.name}: {entry}\n" + OmegaConf.to_yaml(compose(entry, overrides), resolve=True))
+            return 0
+        from salseg.ablation import run_comparison
+
+        run_comparison(args.name, args.overrides, resume=args.resume)
+        return 0
     cfg = compose(args.name, args.overrides)
     if args.print_config:
-        from omegaconf import OmegaConf
-
         print(OmegaConf.to_yaml(cfg, resolve=True))
         return 0
     run(cfg, resume=args.resume)
@@ -24,6 +34,14 @@ def _cmd_ablate(args) -> int:
     from salseg.ablation import run_ablation
 
     run_ablation(args.name, args.overrides)
+    return 0
+
+
+def _cmd_robust(args) -> int:
+    from salseg.robustness import run_robustness
+
+    run_robustness(args.name, args.overrides, ckpt_path=args.ckpt, variances=args.variances,
+                   awgn_range=args.awgn, jpeg_range=args.jpeg)
     return 0
 
 
@@ -63,6 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("overrides", nargs="*", help="overrides applied to every variant")
     a.set_defaults(func=_cmd_ablate)
 
+    rb = sub.add_parser("robust", help="robustness study (MEnet Table II / Fig. 8): test under AWGN and JPEG at random "
+                        "strengths and at fixed noise variances; write a table + max-F-vs-variance plot")
+    rb.add_argument("name", help="experiment name: a file experiments/<name>.yaml")
+    rb.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. data.test.shapes.size=50")
+    rb.add_argument("--ckpt", help="test this checkpoint (test_only=true ckpt_path=...) instead of training")
+    rb.add_argument("--variances", help="fixed AWGN variances for the F-vs-noise curve, comma-separated "
+                    "(default 0.001,0.005,0.01,0.02,0.05,0.1; intensities in [0, 1]; clean = 0 is always included)")
+    rb.add_argument("--awgn", metavar="LO,HI", help="random AWGN variance range per image (default 0.01,0.1)")
+    rb.add_argument("--jpeg", metavar="LO,HI", help="random JPEG quality range per image (default 10,90)")
+    rb.set_defaults(func=_cmd_robust)
+
     e = sub.add_parser("eval", help="score a folder of saved saliency maps against a folder of GT masks")
     e.add_argument("--pred", required=True, help="folder of maps (any image format), paired with GT by file stem")
     e.add_argument("--gt", required=True, help="folder of ground-truth masks")
@@ -88,7 +117,15 @@ def _quiet_known_noise() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse takes the positional overrides only up to the first option (`robust NAME a=1 --ckpt X b=2` leaves
+    # `b=2` over): overrides after an option belong to the same list, in order; anything else is still an error.
+    if extra:
+        if hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _quiet_known_noise()
     from salseg.config import ConfigError
     from salseg.data.datamodule import SpecError

@@ -103,6 +103,47 @@ def _apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> None:
             ) from err
 
 
+def is_comparison(name: str) -> bool:
+    """Whether ``experiments/<name>.yaml`` is a comparison file (has a ``compare`` list); not validated here."""
+    path = EXPERIMENT_DIR / f"{name}.yaml"
+    return path.is_file() and "compare" in _load_yaml(path)
+
+
+def load_comparison(name: str) -> DictConfig | None:
+    """The ``compare`` block of ``experiments/<name>.yaml`` when that file is a comparison, else None.
+
+    A comparison file runs several experiments under one name and puts them in one table::
+
+        description: ...
+        compare: [rc_shapes, menet_shapes]      # experiments, each an ordinary run
+        overrides: {data.test.shapes.size: 120} # optional, applied to every entry (so they test the same images)
+    """
+    path = EXPERIMENT_DIR / f"{name}.yaml"
+    if not path.is_file():
+        return None
+    exp = _load_yaml(path)
+    if "compare" not in exp:
+        return None
+    extra = set(exp.keys()) - {"compare", "overrides", "description"}
+    if extra:
+        raise ConfigError(f"{path}: a comparison file takes compare, overrides, description; unknown keys {sorted(extra)}")
+    entries = exp.compare
+    if not isinstance(entries, ListConfig) or not entries or not all(isinstance(e, str) for e in entries):
+        raise ConfigError(f"{path}: 'compare' must be a non-empty list of experiment names, got {entries!r}")
+    for entry in entries:
+        if entry == name or not (EXPERIMENT_DIR / f"{entry}.yaml").is_file():
+            raise _unknown("experiment", str(entry), [e for e in list_experiments() if e != name])
+        if "compare" in _load_yaml(EXPERIMENT_DIR / f"{entry}.yaml"):
+            raise ConfigError(f"{path}: {entry!r} is itself a comparison; compare plain experiments only")
+    return exp
+
+
+def comparison_entries(cmp: DictConfig, overrides: Iterable[str] = ()) -> dict[str, list[str]]:
+    """``{experiment: [dotlist overrides]}``: the file's common overrides, then the caller's."""
+    common = [f"{k}={_to_override(v)}" for k, v in (cmp.get("overrides") or {}).items()]
+    return {str(e): common + list(overrides) for e in cmp.compare}
+
+
 def compose(name: str, overrides: Iterable[str] = (), experiment: DictConfig | None = None) -> DictConfig:
     """Return the frozen-in-struct config of experiment ``name`` with ``overrides`` applied.
 
@@ -116,6 +157,9 @@ def compose(name: str, overrides: Iterable[str] = (), experiment: DictConfig | N
         if not path.is_file():
             raise _unknown("experiment", name, list_experiments())
         experiment = _load_yaml(path)
+        if "compare" in experiment:
+            raise ConfigError(f"experiment {name!r} is a comparison of {list(experiment.compare)}: "
+                              f"`salseg run {name}` runs each; compose one of them instead")
     experiment = experiment.copy()
     defaults = dict(experiment.pop("defaults", {}) or {})
     # `data=ecssd` switches the group file; every other override is a dotted key.

@@ -16,6 +16,7 @@ DATA_MODULES = {
 }
 MODELS = {
     "region_contrast": "salseg.methods.baselines.module:RegionContrast",
+    "menet": "salseg.methods.menet.module:MEnet",
 }
 
 

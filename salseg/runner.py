@@ -72,7 +72,11 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
     callbacks = [evaluation]
     if trainable:
         callbacks += [
-            ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_epochs=1),
+            # checkpoints/last.ckpt, rewritten (atomically) at every epoch end, so a killed run loses at most one
+            # epoch. (save_last=True with save_top_k=0 only writes it when training ends: Lightning 2.6 saves
+            # "last" only in a step where a top-k checkpoint was saved.)
+            ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, save_last=False,
+                            every_n_epochs=1, enable_version_counter=False),
             NonFiniteLossGuard(),
         ]
     trainer = pl.Trainer(

@@ -56,7 +56,7 @@ def test_eval_names_a_gt_without_prediction(tmp_path):
 def test_list_and_print_config():
     proc = salseg("list")
     assert proc.returncode == 0 and "quickstart" in proc.stdout and "rc_spatial" in proc.stdout
-    proc = salseg("run", "quickstart", "model.sigma_s2=0.25", "--print-config")
+    proc = salseg("run", "rc_shapes", "model.sigma_s2=0.25", "--print-config")
     assert proc.returncode == 0 and "sigma_s2: 0.25" in proc.stdout
 
 
@@ -64,11 +64,11 @@ def test_user_errors_are_one_line_not_a_traceback():
     proc = salseg("run", "quikstart")
     assert proc.returncode == 2
     assert "unknown experiment 'quikstart'" in proc.stderr and "Traceback" not in proc.stderr
-    proc = salseg("run", "quickstart", "trainer.max_epoch=2")
+    proc = salseg("run", "rc_shapes", "trainer.max_epoch=2")
     assert proc.returncode == 2 and "Did you mean trainer.max_epochs" in proc.stderr
 
 
 def test_dataset_spec_typo_is_one_line_naming_the_key():
-    proc = salseg("run", "quickstart", "data.test.shapes.sizee=3", "logger=csv")
+    proc = salseg("run", "rc_shapes", "data.test.shapes.sizee=3", "logger=csv")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "sizee" in proc.stderr and "accepts" in proc.stderr

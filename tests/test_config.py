@@ -4,10 +4,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from salseg import registry
-from salseg.config import ConfigError, ablation_variants, compose, list_ablations, list_experiments, load_ablation
+from salseg.config import (ConfigError, ablation_variants, comparison_entries, compose, is_comparison, list_ablations,
+                           list_experiments, load_ablation, load_comparison)
+
+PLAIN = [name for name in list_experiments() if not is_comparison(name)]
+COMPARISONS = [name for name in list_experiments() if is_comparison(name)]
 
 
-@pytest.mark.parametrize("name", list_experiments())
+@pytest.mark.parametrize("name", PLAIN)
 def test_every_experiment_composes_and_builds_its_classes(name, monkeypatch):
     monkeypatch.setenv("SALSEG_DATA", "/nonexistent")
     cfg = compose(name)
@@ -21,15 +25,50 @@ def test_every_experiment_composes_and_builds_its_classes(name, monkeypatch):
     assert isinstance(model, cls)
 
 
+@pytest.mark.parametrize("name", COMPARISONS)
+def test_every_comparison_composes_each_entry(name):
+    entries = comparison_entries(load_comparison(name), ["seed=3"])
+    assert len(entries) >= 2
+    for entry, overrides in entries.items():
+        cfg = compose(entry, overrides)
+        assert cfg.name == entry and cfg.seed == 3
+        registry.build_model(OmegaConf.to_container(cfg.model, resolve=True))
+
+
+def test_quickstart_compares_region_contrast_and_menet_on_the_same_images():
+    entries = comparison_entries(load_comparison("quickstart"))
+    assert list(entries) == ["rc_shapes", "menet_shapes"]
+    tests = [OmegaConf.to_container(compose(e, o).data.test) for e, o in entries.items()]
+    assert tests[0] == tests[1] == {"shapes": {"dataset": "shapes", "split": "test", "size": 120}}
+    with pytest.raises(ConfigError, match=r"'quickstart' is a comparison of \['rc_shapes', 'menet_shapes'\]"):
+        compose("quickstart")
+
+
+def test_a_comparison_names_a_bad_entry(tmp_path, monkeypatch):
+    import salseg.config as config
+
+    monkeypatch.setattr(config, "EXPERIMENT_DIR", tmp_path)
+    (tmp_path / "rc.yaml").write_text("defaults: {data: shapes, model: region_contrast, trainer: cpu, logger: csv}\n")
+    (tmp_path / "cmp.yaml").write_text("compare: [rc, rc_shapez]\n")
+    with pytest.raises(ConfigError, match=r"unknown experiment 'rc_shapez'"):
+        load_comparison("cmp")
+    (tmp_path / "cmp.yaml").write_text("compare: rc\n")
+    with pytest.raises(ConfigError, match="non-empty list of experiment names"):
+        load_comparison("cmp")
+    (tmp_path / "cmp.yaml").write_text("compare: [rc]\nmodel: {sigma_s2: 1}\n")
+    with pytest.raises(ConfigError, match=r"unknown keys \['model'\]"):
+        load_comparison("cmp")
+
+
 def test_experiment_list_is_not_empty():
-    assert "quickstart" in list_experiments()
+    assert {"quickstart", "rc_shapes"} <= set(list_experiments())
     assert {"rc_msra10k", "rc_msra1k", "rc_hkuis", "rc_dutomron", "rc_ecssd", "rc_sod", "rc_duts"} <= set(list_experiments())
 
 
 def test_override_order_group_then_experiment_then_command_line():
-    cfg = compose("quickstart")
+    cfg = compose("rc_shapes")
     assert cfg.data.test.shapes.size == 120  # experiment beats configs/data/shapes.yaml (200)
-    cfg = compose("quickstart", ["data.test.shapes.size=7", "trainer.max_epochs=4"])
+    cfg = compose("rc_shapes", ["data.test.shapes.size=7", "trainer.max_epochs=4"])
     assert cfg.data.test.shapes.size == 7 and cfg.trainer.max_epochs == 4
 
 
@@ -41,9 +80,9 @@ def test_group_switch_from_command_line():
 
 def test_typo_is_an_error_naming_the_key_and_the_fix():
     with pytest.raises(ConfigError, match=r"'trainer\.max_epoch'.*Did you mean trainer\.max_epochs"):
-        compose("quickstart", ["trainer.max_epoch=3"])
+        compose("rc_shapes", ["trainer.max_epoch=3"])
     with pytest.raises(ConfigError, match=r"'modle\.sigma_s2'.*Did you mean model"):
-        compose("quickstart", ["modle.sigma_s2=1"])
+        compose("rc_shapes", ["modle.sigma_s2=1"])
 
 
 def test_typo_inside_an_experiment_file_is_an_error():
@@ -60,12 +99,12 @@ def test_unknown_experiment_lists_the_known_ones():
 
 def test_unknown_group_config_lists_the_known_ones():
     with pytest.raises(ConfigError, match=r"unknown data config 'ecsd'.*ecssd"):
-        compose("quickstart", ["data=ecsd"])
+        compose("rc_shapes", ["data=ecsd"])
 
 
 def test_malformed_override():
     with pytest.raises(ConfigError, match="key=value"):
-        compose("quickstart", ["trainer.max_epochs"])
+        compose("rc_shapes", ["trainer.max_epochs"])
 
 
 def test_unknown_model_kind_is_refused_not_imported():
@@ -85,7 +124,7 @@ def test_every_ablation_expands_to_composable_variants(name):
 
 
 def test_grid_ablation_is_a_cartesian_product():
-    abl = OmegaConf.create({"base": "quickstart", "grid": {"model.sigma_s2": [0.1, 0.4], "model.n_levels": [8, 12]}})
+    abl = OmegaConf.create({"base": "rc_shapes", "grid": {"model.sigma_s2": [0.1, 0.4], "model.n_levels": [8, 12]}})
     variants = ablation_variants(abl)
     assert len(variants) == 4
     assert variants["sigma_s2=0.1,n_levels=8"] == ["model.sigma_s2=0.1", "model.n_levels=8"]

@@ -24,10 +24,10 @@ def _read_metrics(run_dir: Path) -> dict:
 
 
 def test_run_writes_config_metrics_plots_and_csv(tmp_path):
-    cfg = compose("quickstart", SMALL + ["logger=csv", f"runs_dir={tmp_path}"])
+    cfg = compose("rc_shapes", SMALL + ["logger=csv", f"runs_dir={tmp_path}"])
     result = run(cfg)
     d = result.run_dir
-    assert d.parent == tmp_path / "quickstart"
+    assert d.parent == tmp_path / "rc_shapes"
     assert (d / "config.yaml").is_file() and "region_contrast" in (d / "config.yaml").read_text()
     doc = _read_metrics(d)
     assert doc["status"] == "complete" and doc["n_images"] == {"shapes": 10}
@@ -51,7 +51,7 @@ def test_saved_maps_score_the_same_through_eval(tmp_path):
 
     from PIL import Image
 
-    cfg = compose("quickstart", SMALL + ["logger=csv", f"runs_dir={tmp_path}", "save_maps=true"])
+    cfg = compose("rc_shapes", SMALL + ["logger=csv", f"runs_dir={tmp_path}", "save_maps=true"])
     result = run(cfg)
     primary = next(iter(result.metrics))
     maps = result.run_dir / "maps" / primary / "shapes"
@@ -70,7 +70,7 @@ def test_saved_maps_score_the_same_through_eval(tmp_path):
 
 def test_wandb_runs_offline_into_the_run_directory(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    cfg = compose("quickstart", SMALL + ["logger=wandb", f"runs_dir={tmp_path}"])
+    cfg = compose("rc_shapes", SMALL + ["logger=wandb", f"runs_dir={tmp_path}"])
     result = run(cfg)
     offline = list((result.run_dir / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and any(offline[0].rglob("*.wandb"))
@@ -100,10 +100,10 @@ def test_a_crashed_run_leaves_no_metrics_file(tmp_path, monkeypatch):
         return {"saliency": torch.rand(batch["image"].shape[0], 1, *batch["image"].shape[-2:])}
 
     monkeypatch.setattr(RegionContrast, "test_step", broken)
-    cfg = compose("quickstart", SMALL + ["logger=csv", f"runs_dir={tmp_path}"])
+    cfg = compose("rc_shapes", SMALL + ["logger=csv", f"runs_dir={tmp_path}"])
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(cfg)
-    (run_dir,) = (tmp_path / "quickstart").iterdir()
+    (run_dir,) = (tmp_path / "rc_shapes").iterdir()
     assert (run_dir / "config.yaml").is_file()
     assert not (run_dir / "metrics.json").exists()
 
@@ -181,14 +181,14 @@ def test_resume_continues_from_last_checkpoint(tmp_path, tiny_model_registered):
 
 
 def _cli_run(tmp_path, *overrides, env=None):
-    cmd = [sys.executable, "-m", "salseg", "run", "quickstart", "logger=csv", f"runs_dir={tmp_path}",
+    cmd = [sys.executable, "-m", "salseg", "run", "rc_shapes", "logger=csv", f"runs_dir={tmp_path}",
            "data.test={shapes: {dataset: shapes, split: test, size: 11}, "
            "single: {dataset: shapes, split: test, size: 1, seed: 5}}",
            "data.eval_batch_size=3", "data.num_workers=0", "save_maps=true", *overrides]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    (run_dir,) = (tmp_path / "quickstart").iterdir()
+    (run_dir,) = (tmp_path / "rc_shapes").iterdir()
     return run_dir, _read_metrics(run_dir)
 
 
@@ -202,12 +202,12 @@ def test_ddp_two_cpu_processes_give_the_metrics_of_one(tmp_path):
             assert two["datasets"][dataset][key] == pytest.approx(value, abs=1e-12), (dataset, key)
     # both processes saved their share of the maps into rank 0's run directory
     assert len(list((run_dir / "maps" / "saliency" / "shapes").glob("*.png"))) == 11
-    assert [p.name for p in (tmp_path / "two" / "quickstart").iterdir()] == [run_dir.name]
+    assert [p.name for p in (tmp_path / "two" / "rc_shapes").iterdir()] == [run_dir.name]
 
 
 def test_a_run_without_test_sets_is_refused_before_writing(tmp_path):
     from salseg.config import ConfigError
 
     with pytest.raises(ConfigError, match="data.test names no test dataset"):
-        run(compose("quickstart", ["data.test=null", "logger=csv", f"runs_dir={tmp_path}"]))
-    assert not (tmp_path / "quickstart").exists()
+        run(compose("rc_shapes", ["data.test=null", "logger=csv", f"runs_dir={tmp_path}"]))
+    assert not (tmp_path / "rc_shapes").exists()

@@ -1,0 +1,130 @@
+"""``MEnet``: the LightningModule of paper 003 (Cai et al., "MEnet: A Metric Expression Network for Salient
+Object Segmentation"), trained from scratch.
+
+Paper configuration (``configs/model/menet.yaml``, the default): 224 x 224 input, depth 6 (13 scales, 52
+layers counted as the paper counts them), width 16 doubling to at most 512 channels, C = 16:
+54,965,190 parameters (measured with :func:`salseg.methods.menet.network.describe`; the paper does not state
+its count). Training (authors' code): SGD lr 0.1, momentum 0.9, weight decay 1e-8, batch 5, lr x0.1 at
+60k / 90k / 100k iterations, 110k iterations.
+
+Choices where the paper is silent (see the network / loss modules): 4-layer blocks = a resampling conv + 3 convs;
+a 4-conv centre block at 1 x 1 makes the 13th block; He ("msra") initialisation; batch norm on the 13-map bundle
+(without it lr 0.1 diverges); the CE conv reads the bundle in parallel with the 16-kernel conv (``ce_from``);
+hard-negative mining ranks the majority pixels by their total per-pixel loss (``mining_score``).
+
+Input sides: a multiple of 2^(depth-1) (224 = 7 * 32 for depth 6, any power of two >= 2^(depth-1)); the model
+is built for one side, ``image_size``, which must equal the data's (the compression to 1 x 1 has a fixed
+kernel). ``test_step`` returns ``{"ce": CE foreground probability, "metric": Eq. 5 map}`` (the PR curves use
+the CE map, Sec. III-C); the CE-only variants return only ``ce`` (their f is not trained as a metric space).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+
+from .loss import MINING_SCORES, VARIANTS, MEnetLoss
+from .network import MEnetNetwork, describe
+from .saliency import ce_saliency, metric_saliency
+
+__all__ = ["MEnet"]
+
+
+class MEnet(L.LightningModule):
+    """Keyword arguments = the keys of ``configs/model/menet.yaml`` (see :class:`MEnetNetwork` for the network
+    ones, :class:`~salseg.methods.menet.loss.MEnetLoss` for the loss ones).
+
+    ``variant``: ``menet`` (L_ML + lambda L_CE), ``ce_only`` (multi-scale bundle, L_CE only), ``ce_plain`` (no
+    bundle, L_CE only) -- paper Table III.
+    """
+
+    trainable = True
+
+    def __init__(
+        self,
+        image_size: int = 224,
+        depth: int = 6,
+        width: int = 16,
+        max_width: int = 512,
+        feature_dim: int = 16,
+        scale_channels: int = 1,
+        head_kernel: int = 3,
+        normalize_input: bool = True,
+        bundle_norm: bool = True,
+        ce_from: str = "bundle",
+        variant: str = "menet",
+        lambda_ce: float = 1.0,
+        normalize_features: bool = True,
+        mining: bool = True,
+        mining_score: str = "total",
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-8,
+        milestones: Sequence[int] = (60000, 90000, 100000),
+        gamma: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"model.variant must be one of {VARIANTS}, got {variant!r}")
+        if mining_score not in MINING_SCORES:
+            raise ValueError(f"model.mining_score must be one of {MINING_SCORES}, got {mining_score!r}")
+        milestones = [int(m) for m in milestones]
+        self.save_hyperparameters()
+        self.hparams.milestones = milestones
+        self.net = MEnetNetwork(image_size=image_size, depth=depth, width=width, max_width=max_width,
+                                feature_dim=feature_dim, scale_channels=scale_channels, head_kernel=head_kernel,
+                                multiscale=variant != "ce_plain", normalize_input=normalize_input,
+                                bundle_norm=bundle_norm, ce_from=ce_from)
+        self.criterion = MEnetLoss(variant=variant, lambda_ce=lambda_ce, normalize=normalize_features,
+                                   mining=mining, mining_score=mining_score)
+
+    def describe(self) -> dict:
+        """Parameter count, paper layer count (52 for the paper configuration), number of scales."""
+        return describe(self.net)
+
+    def forward(self, images: torch.Tensor) -> dict:
+        return self.net(images)
+
+    # ------------------------------------------------------------------------------------------ maps
+    def saliency_maps(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.net(images)
+        p_fg = ce_saliency(out["logits"])
+        maps = {"ce": p_fg}
+        if self.criterion.uses_metric:
+            maps["metric"] = metric_saliency(out["f"], p_fg, normalize=self.hparams.normalize_features)
+        return maps
+
+    # ------------------------------------------------------------------------------------------ Lightning
+    def _loss(self, batch) -> tuple[dict, dict]:
+        out = self.net(batch["image"])
+        return out, self.criterion(out["logits"], out["f"], batch["mask"])
+
+    def training_step(self, batch, batch_idx: int):
+        _, losses = self._loss(batch)
+        bs = batch["image"].shape[0]
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
+        self.log("train/L_ML", losses["L_ML"], batch_size=bs)
+        self.log("train/L_CE", losses["L_CE"], batch_size=bs)
+        return losses["loss"]
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
+        out, losses = self._loss(batch)
+        mae = (ce_saliency(out["logits"]) - batch["mask"].float()).abs().flatten(1).mean(1).mean()
+        bs = batch["image"].shape[0]
+        kw = {"on_epoch": True, "sync_dist": True, "batch_size": bs}
+        self.log("val/loss", losses["loss"], prog_bar=True, **kw)
+        self.log("val/MAE", mae, prog_bar=True, **kw)
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
+        return self.saliency_maps(batch["image"])
+
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
+        return self.saliency_maps(batch["image"])
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

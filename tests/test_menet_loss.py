@@ -1,0 +1,200 @@
+"""MEnet loss (paper 003, Eqs. 1-4) and hard-negative mining; the two saliency maps (Eq. 5)."""
+
+import math
+
+import pytest
+import torch
+
+from salseg.methods.menet.loss import MEnetLoss, hard_negative_mask, metric_terms
+from salseg.methods.menet.saliency import ce_saliency, metric_saliency
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster than two on a 2-core box (and does not spin against other
+    processes); restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _img(values, h=2, w=2):
+    """(C, P) feature list -> (1, C, h, w)."""
+    return torch.tensor(values, dtype=torch.float32).reshape(1, -1, h, w)
+
+
+def _mask(values, h=2, w=2):
+    return torch.tensor(values, dtype=torch.float32).reshape(1, 1, h, w)
+
+
+# ------------------------------------------------------------------------------------------ L_ML by hand
+def test_metric_loss_unnormalised_by_hand():
+    # C = 1, f = [1, 0, 2, 4], salient = pixel 0: mean_+ = 1, mean_- = 2
+    # m = [(1-1)^2-(1-2)^2, (0-2)^2-(0-1)^2, (2-2)^2-(2-1)^2, (4-2)^2-(4-1)^2] = [-1, 3, -1, -5]
+    f, y = _img([[1, 0, 2, 4]]), _mask([1, 0, 0, 0])
+    m = metric_terms(f.reshape(1, 1, 4), y.reshape(1, 4), normalize=False)
+    assert m.tolist() == [[-1.0, 3.0, -1.0, -5.0]]
+    logits = torch.zeros(1, 2, 2, 2)  # CE = ln 2 at every pixel
+    plain = MEnetLoss(normalize=False, mining=False)(logits, f, y)
+    assert plain["L_ML"].item() == pytest.approx(-1.0)  # (-1 + 3 - 1 - 5) / 4
+    assert plain["L_CE"].item() == pytest.approx(math.log(2))
+    assert plain["loss"].item() == pytest.approx(-1.0 + math.log(2))
+    # mining: 1 salient pixel -> keep it + the hardest background pixel (pixel 1: m + ce = 3 + ln 2)
+    mined = MEnetLoss(normalize=False, mining=True)(logits, f, y)
+    assert mined["L_ML"].item() == pytest.approx(1.0)  # (-1 + 3) / 2
+    assert mined["loss"].item() == pytest.approx(1.0 + math.log(2))
+    assert mined["kept"].tolist() == [2.0]
+
+
+def test_metric_loss_normalised_by_hand():
+    # f = (1,0), (0,1), (0,2) -> (0,1), (3,0) -> (1,0); salient = pixel 0
+    # mean_+ = (1,0), mean_- = (1/3, 2/3); m = [-8/9, -16/9, -16/9, 8/9]
+    f, y = _img([[1, 0, 0, 3], [0, 1, 2, 0]]), _mask([1, 0, 0, 0])
+    m = metric_terms(f.reshape(1, 2, 4), y.reshape(1, 4), normalize=True)
+    assert m[0].tolist() == pytest.approx([-8 / 9, -16 / 9, -16 / 9, 8 / 9], abs=1e-6)
+    logits = torch.zeros(1, 2, 2, 2)
+    assert MEnetLoss(mining=False)(logits, f, y)["L_ML"].item() == pytest.approx(-8 / 9, abs=1e-6)
+    # mining keeps pixel 0 and the hardest negative, pixel 3: (-8/9 + 8/9) / 2 = 0
+    assert MEnetLoss(mining=True)(logits, f, y)["L_ML"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_unmined_metric_loss_is_minus_the_squared_distance_of_the_region_means(normalize):
+    torch.manual_seed(3)
+    f = torch.randn(3, 5, 6, 6)
+    y = (torch.rand(3, 1, 6, 6) > 0.6).float()
+    out = MEnetLoss(normalize=normalize, mining=False)(torch.zeros(3, 2, 6, 6), f, y)
+    g = f / f.norm(dim=1, keepdim=True) if normalize else f
+    g, w = g.flatten(2), y.flatten(1)
+    mu_pos = (g * w[:, None]).sum(-1) / w.sum(1, keepdim=True)
+    mu_neg = (g * (1 - w)[:, None]).sum(-1) / (1 - w).sum(1, keepdim=True)
+    expected = -(mu_pos - mu_neg).pow(2).sum(1).mean()
+    assert out["L_ML"].item() == pytest.approx(expected.item(), rel=1e-4, abs=1e-5)
+
+
+def test_normalised_loss_is_bounded_and_literal_form_is_not():
+    torch.manual_seed(0)
+    y = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    f = torch.randn(2, 4, 8, 8)
+    big = 1000 * f
+    logits = torch.zeros(2, 2, 8, 8)
+    norm = MEnetLoss(mining=False)
+    assert norm(logits, big, y)["L_ML"].item() == pytest.approx(norm(logits, f, y)["L_ML"].item(), abs=1e-4)
+    assert -4 <= norm(logits, big, y)["L_ML"].item() <= 4
+    literal = MEnetLoss(normalize=False, mining=False)
+    assert abs(literal(logits, big, y)["L_ML"].item()) > 100 * abs(literal(logits, f, y)["L_ML"].item())
+
+
+def test_ce_only_variants_train_the_ce_term_only():
+    torch.manual_seed(0)
+    f = torch.randn(1, 16, 4, 4, requires_grad=True)
+    logits = torch.randn(1, 2, 4, 4, requires_grad=True)
+    y = (torch.rand(1, 1, 4, 4) > 0.5).float()
+    out = MEnetLoss(variant="ce_only")(logits, f, y)
+    assert out["loss"].item() == pytest.approx(out["L_CE"].item())
+    out["loss"].backward()
+    assert f.grad is None and logits.grad is not None  # L_ML is logged but not trained
+    out = MEnetLoss(variant="ce_plain")(logits, None, y)
+    assert out["L_ML"].item() == 0.0 and out["loss"].item() == pytest.approx(out["L_CE"].item())
+    with pytest.raises(ValueError, match="needs the metric feature"):
+        MEnetLoss(variant="menet")(logits, None, y)
+    with pytest.raises(ValueError, match="variant"):
+        MEnetLoss(variant="ml_only")
+
+
+# ------------------------------------------------------------------------------------------ mining
+@pytest.mark.parametrize("seed", range(4))
+def test_mining_keeps_minority_plus_k_hardest(seed):
+    g = torch.Generator().manual_seed(seed)
+    b, p = 6, 50
+    frac = torch.tensor([0.02, 0.1, 0.3, 0.5, 0.7, 0.95])[:, None]
+    y = (torch.rand(b, p, generator=g) < frac).float()
+    score = torch.rand(b, p, generator=g)
+    score[0, :10] = 0.5  # ties
+    keep = hard_negative_mask(y, score)
+    for i in range(b):
+        pos, neg = y[i] > 0.5, y[i] < 0.5
+        n_pos, n_neg = int(pos.sum()), int(neg.sum())
+        minority, majority = (pos, neg) if n_pos <= n_neg else (neg, pos)
+        k = min(n_pos, n_neg)
+        if k == 0:
+            assert keep[i].all()
+            continue
+        assert int(keep[i].sum()) == 2 * k  # minority + k
+        assert keep[i][minority].all()
+        kept_major = score[i][majority & keep[i]]
+        dropped_major = score[i][majority & ~keep[i]]
+        assert len(kept_major) == k
+        if len(dropped_major):
+            assert kept_major.min() >= dropped_major.max()  # the k HARDEST
+
+
+def test_mining_score_choices_pick_different_pixels():
+    f, y = _img([[1, 0, 2, 4]]), _mask([1, 0, 0, 0])
+    logits = torch.zeros(1, 2, 2, 2)
+    logits[0, 1, 1, 1] = 5.0  # pixel 3 (background) is confidently called salient: the hardest by CE
+    by_ce = MEnetLoss(normalize=False, mining_score="ce")(logits, f, y)
+    by_ml = MEnetLoss(normalize=False, mining_score="ml")(logits, f, y)
+    assert by_ce["L_ML"].item() == pytest.approx((-1 - 5) / 2)  # keeps pixels 0 and 3
+    assert by_ml["L_ML"].item() == pytest.approx((-1 + 3) / 2)  # keeps pixels 0 and 1
+
+
+# ------------------------------------------------------------------------------------------ degenerate masks
+@pytest.mark.parametrize("value", [0.0, 1.0])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_one_class_masks_give_finite_loss_and_gradients(value, normalize):
+    torch.manual_seed(0)
+    f = torch.randn(2, 16, 8, 8, requires_grad=True)
+    logits = torch.randn(2, 2, 8, 8, requires_grad=True)
+    y = torch.full((2, 1, 8, 8), value)
+    out = MEnetLoss(normalize=normalize)(logits, f, y)
+    assert all(torch.isfinite(out[k]).all() for k in ("loss", "L_ML", "L_CE"))
+    assert out["kept"].tolist() == [64.0, 64.0]  # nothing to balance: every pixel kept
+    assert out["L_ML"].item() >= 0  # only the pull-to-own-centre term is left
+    out["loss"].backward()
+    assert torch.isfinite(f.grad).all() and torch.isfinite(logits.grad).all()
+
+
+def test_batched_equals_per_image():
+    torch.manual_seed(1)
+    f = torch.randn(4, 16, 8, 8)
+    logits = torch.randn(4, 2, 8, 8)
+    y = (torch.rand(4, 1, 8, 8) < torch.tensor([0.0, 0.1, 0.5, 1.0]).view(4, 1, 1, 1)).float()
+    loss = MEnetLoss()
+    batched = loss(logits, f, y)
+    single = [loss(logits[i:i + 1], f[i:i + 1], y[i:i + 1]) for i in range(4)]
+    for key in ("loss", "L_ML", "L_CE"):
+        assert batched[key].item() == pytest.approx(sum(s[key].item() for s in single) / 4, abs=1e-5)
+
+
+# ------------------------------------------------------------------------------------------ saliency maps
+def test_metric_saliency_by_hand_and_fallback():
+    f = _img([[1, 1, 0, 0], [0, 0, 1, 1]])  # background pixels (1,0), salient pixels (0,1)
+    p = _mask([0.1, 0.2, 0.9, 0.8])
+    s = metric_saliency(f, p)
+    assert s.flatten().tolist() == pytest.approx([0, 0, 1, 1], abs=1e-6)
+    # the CE head labels nothing background: soft weights (1 - p) -> still background-centred
+    s_soft = metric_saliency(f, _mask([0.6, 0.6, 0.99, 0.99]))
+    assert s_soft.flatten()[:2].max() < 0.05 and s_soft.flatten()[2:].min() == pytest.approx(1.0)
+    # p == 1 everywhere: plain mean, still finite and in [0, 1]
+    s_all = metric_saliency(f, torch.ones(1, 1, 2, 2))
+    assert torch.isfinite(s_all).all() and s_all.min() >= 0 and s_all.max() <= 1
+    # a constant feature map gives zeros, not NaN
+    assert metric_saliency(torch.ones(1, 16, 2, 2), p).abs().sum() == 0
+
+
+def test_saliency_batched_equals_per_image_shapes_range():
+    torch.manual_seed(2)
+    f = torch.randn(3, 16, 8, 8)
+    logits = torch.randn(3, 2, 8, 8)
+    logits[1, 1] += 10.0  # image 1: the CE head labels no pixel background -> fallback path
+    p = ce_saliency(logits)
+    s = metric_saliency(f, p)
+    assert p.shape == s.shape == (3, 1, 8, 8) and p.dtype == s.dtype == torch.float32
+    for m in (p, s):
+        assert m.min() >= 0 and m.max() <= 1 and torch.isfinite(m).all()
+    for i in range(3):
+        assert torch.allclose(metric_saliency(f[i:i + 1], p[i:i + 1]), s[i:i + 1], atol=1e-6)
+        assert torch.allclose(ce_saliency(logits[i:i + 1]), p[i:i + 1])
+    assert s.flatten(1).amax(1).tolist() == pytest.approx([1, 1, 1])  # min-max normalised per image

@@ -1,0 +1,132 @@
+"""MEnet LightningModule: optimiser contract, learning, config -> registry, a short run through the runner."""
+
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from salseg import registry
+from salseg.config import ablation_variants, compose, load_ablation
+from salseg.methods.menet import MEnet
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is faster than two on a 2-core box (and does not spin against other
+    processes); restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+TINY = {"image_size": 32, "depth": 5, "width": 4, "max_width": 16}
+RUN_SMALL = ["logger=csv", "data.num_workers=0", "data.train.size=8", "data.batch_size=4", "data.val.size=4",
+             "data.test.shapes.size=4", "data.eval_batch_size=4", "trainer.max_epochs=1", "data.image_size=32",
+             "trainer.log_every_n_steps=1"]
+
+
+def _batch(n=4, size=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 3, size, size, generator=g)
+    mask = torch.zeros(n, 1, size, size)
+    mask[:, :, 8:20, 10:24] = 1.0
+    images = images * 0.3 + mask * 0.7  # a bright salient box
+    return {"image": images, "mask": mask}
+
+
+def test_optimizer_and_step_scheduler_follow_the_config():
+    model = MEnet(**TINY, lr=0.1, momentum=0.9, weight_decay=1e-8, milestones=[3, 5], gamma=0.1)
+    conf = model.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]
+    assert isinstance(opt, torch.optim.SGD) and sched["interval"] == "step"
+    group = opt.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.1, 0.9, 1e-8)
+    lrs = []
+    for _ in range(6):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched["scheduler"].step()
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.01, 0.01, 0.001])
+    assert MEnet.trainable is True
+
+
+def test_a_few_sgd_steps_reduce_the_loss():
+    torch.manual_seed(0)
+    model = MEnet(**TINY, lr=0.05)
+    opt = model.configure_optimizers()["optimizer"]
+    batch = _batch()
+    losses = []
+    for _ in range(12):
+        out = model(batch["image"])
+        loss = model.criterion(out["logits"], out["f"], batch["mask"])["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-3:]) / 3 < losses[0] - 0.2
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_network_gradients_finite_for_one_class_masks(value):
+    torch.manual_seed(0)
+    model = MEnet(**TINY)
+    batch = _batch()
+    out = model(batch["image"])
+    loss = model.criterion(out["logits"], out["f"], torch.full_like(batch["mask"], value))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_test_step_maps_per_variant():
+    batch = _batch(n=2)
+    maps = MEnet(**TINY).eval().test_step(batch, 0)
+    assert list(maps) == ["ce", "metric"]  # the CE map first: the primary map (PR curves)
+    for m in maps.values():
+        assert m.shape == (2, 1, 32, 32) and m.dtype == torch.float32 and 0 <= m.min() and m.max() <= 1
+    for variant in ("ce_only", "ce_plain"):
+        assert list(MEnet(**TINY, variant=variant).eval().test_step(batch, 0)) == ["ce"]
+    with pytest.raises(ValueError, match="variant"):
+        MEnet(**TINY, variant="ml")
+
+
+def test_composed_configs_build_through_the_registry():
+    cfg = compose("menet_shapes", ["data.image_size=32", "model.width=4", "model.max_width=8"])
+    spec = OmegaConf.to_container(cfg, resolve=True)["model"]
+    model = registry.build_model(spec)
+    assert isinstance(model, MEnet) and model.hparams.image_size == 32  # follows data.image_size
+    assert model.describe()["layers"] == 52 and model.describe()["scales"] == 13
+    with pytest.raises(ValueError, match="multiple of 2\\^\\(depth-1\\)"):
+        registry.build_model(OmegaConf.to_container(compose("menet_shapes", ["data.image_size=48"]),
+                                                    resolve=True)["model"])
+    paper = OmegaConf.to_container(compose("menet_msra10k"), resolve=True)["model"]
+    assert (paper["image_size"], paper["depth"], paper["lr"], paper["weight_decay"]) == (224, 6, 0.1, 1e-8)
+    assert paper["milestones"] == [60000, 90000, 100000]
+    variants = ablation_variants(load_ablation("menet_losses"))
+    assert set(variants) == {"ce_plain", "ce_only", "menet"}
+    for overrides in variants.values():
+        spec = OmegaConf.to_container(compose("menet_shapes", overrides + ["data.image_size=32"]), resolve=True)
+        assert isinstance(registry.build_model(spec["model"]), MEnet)
+
+
+def test_short_run_writes_both_maps_and_reloads(tmp_path):
+    from salseg.runner import run
+
+    cfg = compose("menet_shapes", RUN_SMALL + [f"runs_dir={tmp_path}", "model.width=4", "model.max_width=8"])
+    result = run(cfg)
+    doc = json.loads((result.run_dir / "metrics.json").read_text())
+    assert doc["primary_map"] == "ce" and list(doc["maps"]) == ["ce", "metric"]
+    assert doc["n_images"] == {"shapes": 4}
+    for per_ds in doc["maps"].values():
+        assert all(0.0 <= v <= 1.0 for v in per_ds["shapes"].values())
+    logged = (result.run_dir / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    for key in ("train/loss", "train/L_ML", "train/L_CE", "val/loss", "val/MAE"):
+        assert key in logged
+    # save_hyperparameters: the checkpoint rebuilds the same model
+    model = MEnet.load_from_checkpoint(result.run_dir / "checkpoints" / "last.ckpt").eval()
+    assert model.hparams.image_size == 32 and model.hparams.width == 4
+    ckpt = torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert all(torch.equal(v, ckpt["state_dict"][k]) for k, v in model.state_dict().items())
+    assert model.test_step(_batch(n=2), 0)["metric"].shape == (2, 1, 32, 32)
