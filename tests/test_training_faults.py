@@ -1,6 +1,7 @@
 """Training through the runner when things go wrong or get big: SIGKILL + RESUME=1, NaN losses, DDP on 2 CPUs.
 
-All on MEnet (small) on tiny shapes sets at 32 px, so each run takes seconds.
+All on a very narrow, shallow MEnet (depth 3, width 4: the paper's block structure, ~10k parameters) on tiny
+shapes sets at 32 px, so each run takes seconds.
 """
 
 import json
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny(train_size: int, epochs: int, batch: int = 8, test_size: int = 4) -> list[str]:
     return [
-        "logger=csv", "data.image_size=32", "data.num_workers=0", "data.val=null", f"data.batch_size={batch}",
+        "logger=csv", "model.depth=3", "model.width=4", "model.max_width=16", "data.image_size=32", "data.num_workers=0", "data.val=null", f"data.batch_size={batch}",
         f"data.train={{dataset: shapes, split: train, size: {train_size}, image_size: 32}}",
         f"data.test={{shapes: {{dataset: shapes, split: test, size: {test_size}}}}}", "data.eval_batch_size=4",
         f"trainer.max_epochs={epochs}", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false",
@@ -30,9 +31,18 @@ def tiny(train_size: int, epochs: int, batch: int = 8, test_size: int = 4) -> li
 
 
 def _salseg(*args, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "WANDB_MODE": "offline"}
+    # One thread per process: on a 2-core box two processes with 2 threads each spin against each other.
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "salseg", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kw)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _ckpt(run_dir: Path) -> dict:
@@ -40,10 +50,10 @@ def _ckpt(run_dir: Path) -> dict:
 
 
 def test_sigkill_then_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
-    overrides = tiny(train_size=128, epochs=3)  # 16 steps per epoch: the kill lands in epoch 1 or 2
+    overrides = tiny(train_size=64, epochs=6)  # 8 steps per epoch: the kill lands after epoch 0, well before 5
     straight = run(compose("menet_shapes", overrides + [f"runs_dir={tmp_path / 'straight'}"]))
     expected = _ckpt(straight.run_dir)
-    assert expected["global_step"] == 3 * 16
+    assert expected["global_step"] == 6 * 8
 
     runs = tmp_path / "killed"
     proc = _salseg("run", "menet_shapes", *overrides, f"runs_dir={runs}")
