@@ -25,3 +25,15 @@ def _offline_wandb(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("SALSEG_RUN_DIR", raising=False)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread for the duration of a test, restored afterwards: small training runs are faster
+    so on a 2-core box and do not spin against other processes (test files opt in with pytestmark)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

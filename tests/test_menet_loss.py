@@ -9,14 +9,7 @@ from salseg.methods.menet.loss import MEnetLoss, hard_negative_mask, metric_term
 from salseg.methods.menet.saliency import ce_saliency, metric_saliency
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster than two on a 2-core box (and does not spin against other
-    processes); restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _img(values, h=2, w=2):

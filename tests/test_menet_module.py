@@ -11,14 +11,7 @@ from salseg.config import ablation_variants, compose, load_ablation
 from salseg.methods.menet import MEnet
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster than two on a 2-core box (and does not spin against other
-    processes); restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = {"image_size": 32, "depth": 5, "width": 4, "max_width": 16}
 RUN_SMALL = ["logger=csv", "data.num_workers=0", "data.train.size=8", "data.batch_size=4", "data.val.size=4",

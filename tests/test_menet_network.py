@@ -6,14 +6,7 @@ import torch
 from salseg.methods.menet.network import MEnetNetwork, accepted_sizes, check_input_size, describe
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster than two on a 2-core box (and does not spin against other
-    processes); restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_paper_configuration_has_52_layers_and_13_scales():
