@@ -53,7 +53,7 @@ def _run_and_compare(kind: str, name: str, plan, extra_overrides: list[str], run
     for i, (label, experiment, overrides) in enumerate(plan, 1):
         shown = " ".join(overrides) if kind == "ablation" else experiment
         print(f"\n[salseg] {kind} {name}: {i}/{len(plan)} {label!r}: {shown or '(base)'}")
-        ovr = list(overrides) + [f"group={name}", f"tags=[{kind},{name},{label}]", f"notes={kind} {name}: {label}",
+        ovr = list(overrides) + [f"group={name}", f"tags=[{kind},{name},{label}]", f'notes="{kind} {name}: {label}"',  # quoted: unquoted "a: b" parses as a mapping
                                  *extra_overrides]
         if runs_dir:
             ovr.append(f"runs_dir={runs_dir}")

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 from salseg.cli import main
 
@@ -47,5 +48,7 @@ def test_a_comparison_runs_each_experiment_and_writes_one_table(tmp_path, monkey
         assert f"/runs/{row['method']}/" in run_dir  # an ordinary run of the entry's own experiment
         doc = json.loads(open(f"{run_dir}/metrics.json").read())
         assert doc["n_images"] == {"shapes": 5}  # the comparison's common overrides reached every entry
+        config = (Path(run_dir) / "config.yaml").read_text()
+        assert f"notes: 'comparison both: {row['method']}'" in config  # a string (W&B refuses a mapping)
         assert abs(doc["datasets"]["shapes"]["MAE"] - float(row["MAE"])) < 1e-6
     assert "| rc_b |" in (out / "table.md").read_text() and (out / "pr_curves.png").is_file()
