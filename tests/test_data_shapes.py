@@ -147,6 +147,24 @@ def test_train_augmentation_keeps_targets_aligned():
         assert "gt" not in s
 
 
+def test_cache_gives_identical_samples_and_renders_once(monkeypatch):
+    from salseg.data import shapes as shapes_module
+
+    plain = ShapesDataset("val", size=4, image_size=64, with_gt=True)
+    cached = ShapesDataset("val", size=4, image_size=64, with_gt=True, cache=True)
+    calls = []
+    real = shapes_module.render_shapes
+    monkeypatch.setattr(shapes_module, "render_shapes", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    for _ in range(2):  # second pass: served from the cache
+        for i in range(4):
+            a, b = plain[i], cached[i]
+            for key in ("image", "mask", "class_mask", "label", "labels", "gt"):
+                assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+    # the plain dataset rendered each index on both passes, the cached one only on the first
+    assert len(calls) == 12 and all(calls.count(plain._index(i)) == 3 for i in range(4))
+    assert len(cached._cache) == 4
+
+
 # ---------------------------------------------------------------------------------------------- data module
 
 

@@ -97,30 +97,35 @@ def test_ce_only_variants_train_the_ce_term_only():
 
 
 # ------------------------------------------------------------------------------------------ mining
-@pytest.mark.parametrize("seed", range(4))
-def test_mining_keeps_minority_plus_k_hardest(seed):
+@pytest.mark.parametrize("seed,ratio", [(0, 1.0), (1, 1.0), (2, 1.0), (3, 1.0), (4, 3.0), (5, 0.5)])
+def test_mining_keeps_minority_plus_k_hardest(seed, ratio):
     g = torch.Generator().manual_seed(seed)
     b, p = 6, 50
     frac = torch.tensor([0.02, 0.1, 0.3, 0.5, 0.7, 0.95])[:, None]
     y = (torch.rand(b, p, generator=g) < frac).float()
     score = torch.rand(b, p, generator=g)
     score[0, :10] = 0.5  # ties
-    keep = hard_negative_mask(y, score)
+    keep = hard_negative_mask(y, score, ratio)
     for i in range(b):
         pos, neg = y[i] > 0.5, y[i] < 0.5
         n_pos, n_neg = int(pos.sum()), int(neg.sum())
         minority, majority = (pos, neg) if n_pos <= n_neg else (neg, pos)
-        k = min(n_pos, n_neg)
-        if k == 0:
+        if min(n_pos, n_neg) == 0:
             assert keep[i].all()
             continue
-        assert int(keep[i].sum()) == 2 * k  # minority + k
+        k = min(round(ratio * min(n_pos, n_neg)), max(n_pos, n_neg))  # ratio majority pixels per minority pixel
+        assert int(keep[i].sum()) == min(n_pos, n_neg) + k
         assert keep[i][minority].all()
         kept_major = score[i][majority & keep[i]]
         dropped_major = score[i][majority & ~keep[i]]
         assert len(kept_major) == k
-        if len(dropped_major):
+        if len(dropped_major) and k:
             assert kept_major.min() >= dropped_major.max()  # the k HARDEST
+
+
+def test_mining_ratio_must_be_positive():
+    with pytest.raises(ValueError, match="mining_ratio must be > 0"):
+        MEnetLoss(mining_ratio=0)
 
 
 def test_mining_score_choices_pick_different_pixels():

@@ -44,6 +44,38 @@ def test_optimizer_and_step_scheduler_follow_the_config():
     assert MEnet.trainable is True
 
 
+def test_adam_and_onecycle_schedule_over_the_run():
+    model = MEnet(**TINY, lr=0.01, weight_decay=0.0, optimizer="adam", schedule="onecycle", warmup=0.25)
+    model.trainer = type("T", (), {"estimated_stepping_batches": 8})()  # the one number the schedule reads
+    conf = model.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert isinstance(opt, torch.optim.Adam) and isinstance(sched, torch.optim.lr_scheduler.OneCycleLR)
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    peak = max(range(8), key=lrs.__getitem__)
+    assert lrs[peak] == pytest.approx(0.01) and peak == 1  # rises over the first quarter, then anneals
+    assert lrs[0] < 0.01 / 10 and lrs[-1] < lrs[peak] / 100
+    for key, value in (("optimizer", "rmsprop"), ("schedule", "cosine"), ("warmup", 1.5)):
+        with pytest.raises(ValueError, match=f"model.{key}"):
+            MEnet(**TINY, **{key: value})
+
+
+def test_channels_last_gives_the_same_maps():
+    torch.manual_seed(0)
+    nchw = MEnet(**TINY, channels_last=False).eval()
+    nhwc = MEnet(**TINY, channels_last=True).eval()
+    nhwc.load_state_dict(nchw.state_dict())
+    assert nhwc.net.encoder[0].down[0].weight.is_contiguous(memory_format=torch.channels_last)
+    batch = _batch(n=2)
+    with torch.no_grad():
+        a, b = nchw.test_step(batch, 0), nhwc.test_step(batch, 0)
+    for key in ("ce", "metric"):
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
+
+
 def test_a_few_sgd_steps_reduce_the_loss():
     torch.manual_seed(0)
     model = MEnet(**TINY, lr=0.05)

@@ -108,10 +108,12 @@ def build_shapes(
     max_radius: float = 0.28,
     camouflage: float = 0.3,
     clutter: float = 1.0,
+    cache: bool = False,
 ) -> ShapesDataset:
     """The embedded ``shapes`` dataset. ``image_size`` is the NATIVE generation size (gt size); the module's
     ``image_size`` is the network input. ``size`` defaults to 1000 / 100 / 200 for train / val / test.
-    ``seed`` is the generation seed (independent of the run seed, so the test images never move)."""
+    ``seed`` is the generation seed (independent of the run seed, so the test images never move).
+    ``cache``: keep rendered samples in memory after first use (see :class:`ShapesDataset`)."""
     if size is None:
         size = {"train": 1000, "val": 100, "test": 200}.get(split, 200)
     return ShapesDataset(
@@ -130,6 +132,7 @@ def build_shapes(
         with_gt=ctx.with_gt,
         distortion=ctx.distortion(),
         name=ctx.dataset,
+        cache=bool(cache),
     )
 
 

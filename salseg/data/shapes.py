@@ -260,6 +260,11 @@ class ShapesDataset(Dataset):
         with_gt: add ``gt`` (uint8 (S,S) = mask * 255 at native size), for eval splits.
         distortion: an optional test-time ``Distortion`` applied to the transformed image.
         name: the ``dataset`` string of the samples.
+        cache: keep each rendered sample (8-bit image, 8-bit class mask: about 65 KB at 128 px) in memory after
+            its first use, so later epochs only pay for the transform. Rendering is most of a sample's cost
+            (about 4 of 5 ms at 128 px), and on a CPU run it competes with the training threads. The cache lives
+            in the process that reads (a persistent DataLoader worker keeps it across epochs). Samples are
+            identical with and without it.
     """
 
     def __init__(
@@ -279,6 +284,7 @@ class ShapesDataset(Dataset):
         with_gt: bool = False,
         distortion=None,
         name: str = "shapes",
+        cache: bool = False,
     ):
         if split not in SPLIT_OFFSETS:
             raise ValueError(f"shapes: unknown split {split!r}; known: {list(SPLIT_OFFSETS)}")
@@ -313,6 +319,7 @@ class ShapesDataset(Dataset):
         self.with_gt = bool(with_gt)
         self.distortion = distortion
         self.name = name
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, list]] | None = {} if cache else None
 
     def __len__(self) -> int:
         return self.size
@@ -330,12 +337,22 @@ class ShapesDataset(Dataset):
         """Per-object records (class, shape, center, radius, rotation, visible area) of sample ``index``."""
         return self.render(index)["objects"]
 
+    def _raw(self, gi: int) -> tuple[np.ndarray, np.ndarray, list]:
+        """(image uint8, class mask, objects) of global index ``gi``, from the cache when it is on."""
+        if self._cache is not None and gi in self._cache:
+            return self._cache[gi]
+        raw = render_shapes(self.seed, gi, **self.render_kwargs)
+        item = (raw["image"], raw["class_mask"], raw["objects"])
+        if self._cache is not None:  # class ids are < 9: uint8 is exact and 8x smaller than int64
+            item = (raw["image"], raw["class_mask"].astype(np.uint8), raw["objects"])
+            self._cache[gi] = item
+        return item
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         gi = self._index(index)
-        raw = render_shapes(self.seed, gi, **self.render_kwargs)
-        cm = raw["class_mask"]
-        label, labels = _targets(cm, raw["objects"], self.num_classes)
-        out = self.transform(raw["image"], (cm > 0).astype(np.uint8), cm)
+        image, cm, objects = self._raw(gi)
+        label, labels = _targets(cm, objects, self.num_classes)
+        out = self.transform(image, (cm > 0).astype(np.uint8), cm)
         image = out["image"]
         if self.distortion is not None:
             image = self.distortion(image, index)

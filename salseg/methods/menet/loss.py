@@ -57,22 +57,25 @@ def metric_terms(f: torch.Tensor, y: torch.Tensor, normalize: bool = True) -> to
     return own - other * has_other
 
 
-def hard_negative_mask(y: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
-    """Kept pixels (B,P) bool: all minority-class pixels + the k highest-``score`` majority pixels, k = minority
-    count (ties broken by position). An image with only one class keeps every pixel."""
+def hard_negative_mask(y: torch.Tensor, score: torch.Tensor, ratio: float = 1.0) -> torch.Tensor:
+    """Kept pixels (B,P) bool: all minority-class pixels + the k highest-``score`` majority pixels,
+    k = round(ratio * minority count) (at most the majority count; ties broken by position). ``ratio`` 1 is the
+    authors' 1:1; SSD, where the scheme comes from, keeps 3 negatives per positive. An image with only one class
+    keeps every pixel."""
     pos = y > 0.5
     n_pos = pos.sum(1)
     n_neg = pos.shape[1] - n_pos
     minority_is_pos = n_pos <= n_neg  # (B,)
     minority = torch.where(minority_is_pos[:, None], pos, ~pos)
-    k = torch.minimum(n_pos, n_neg)  # (B,)
+    n_min = torch.minimum(n_pos, n_neg)  # (B,)
+    k = torch.minimum(torch.round(n_min * float(ratio)).long(), torch.maximum(n_pos, n_neg))
     majority_score = score.detach().masked_fill(minority, float("-inf"))
     order = majority_score.argsort(dim=1, descending=True, stable=True)
     ranks = torch.empty_like(order)
     ranks.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
     hardest = (ranks < k[:, None]) & ~minority
     keep = minority | hardest
-    return keep | (k == 0)[:, None]
+    return keep | (n_min == 0)[:, None]
 
 
 class MEnetLoss(torch.nn.Module):
@@ -82,14 +85,16 @@ class MEnetLoss(torch.nn.Module):
     """
 
     def __init__(self, variant: str = "menet", lambda_ce: float = 1.0, normalize: bool = True,
-                 mining: bool = True, mining_score: str = "total"):
+                 mining: bool = True, mining_score: str = "total", mining_ratio: float = 1.0):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if mining_score not in MINING_SCORES:
             raise ValueError(f"mining_score must be one of {MINING_SCORES}, got {mining_score!r}")
         self.variant, self.lambda_ce, self.normalize = variant, float(lambda_ce), bool(normalize)
-        self.mining, self.mining_score = bool(mining), mining_score
+        if not float(mining_ratio) > 0:
+            raise ValueError(f"mining_ratio must be > 0 (majority pixels kept per minority pixel), got {mining_ratio}")
+        self.mining, self.mining_score, self.mining_ratio = bool(mining), mining_score, float(mining_ratio)
 
     @property
     def uses_metric(self) -> bool:
@@ -115,7 +120,7 @@ class MEnetLoss(torch.nn.Module):
                 score = ml
             else:
                 score = ml + self.lambda_ce * ce
-            keep = hard_negative_mask(y, score).float()
+            keep = hard_negative_mask(y, score, self.mining_ratio).float()
         else:
             keep = torch.ones_like(ce)
         n_kept = keep.sum(1)  # >= 1 always (an image has >= 1 pixel)

@@ -31,6 +31,9 @@ from .saliency import ce_saliency, metric_saliency
 
 __all__ = ["MEnet"]
 
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("multistep", "onecycle")
+
 
 class MEnet(L.LightningModule):
     """Keyword arguments = the keys of ``configs/model/menet.yaml`` (see :class:`MEnetNetwork` for the network
@@ -59,17 +62,28 @@ class MEnet(L.LightningModule):
         normalize_features: bool = True,
         mining: bool = True,
         mining_score: str = "total",
+        mining_ratio: float = 1.0,
         lr: float = 0.1,
         momentum: float = 0.9,
         weight_decay: float = 1e-8,
         milestones: Sequence[int] = (60000, 90000, 100000),
         gamma: float = 0.1,
+        optimizer: str = "sgd",
+        schedule: str = "multistep",
+        warmup: float = 0.15,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"model.variant must be one of {VARIANTS}, got {variant!r}")
         if mining_score not in MINING_SCORES:
             raise ValueError(f"model.mining_score must be one of {MINING_SCORES}, got {mining_score!r}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"model.schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if not 0 < float(warmup) < 1:
+            raise ValueError(f"model.warmup must be a fraction in (0, 1) of the run, got {warmup!r}")
         milestones = [int(m) for m in milestones]
         self.save_hyperparameters()
         self.hparams.milestones = milestones
@@ -78,18 +92,23 @@ class MEnet(L.LightningModule):
                                 multiscale=variant != "ce_plain", normalize_input=normalize_input,
                                 bundle_norm=bundle_norm, ce_from=ce_from)
         self.criterion = MEnetLoss(variant=variant, lambda_ce=lambda_ce, normalize=normalize_features,
-                                   mining=mining, mining_score=mining_score)
+                                   mining=mining, mining_score=mining_score, mining_ratio=mining_ratio)
+        if channels_last:  # NHWC: oneDNN's and cuDNN's fast layout (measured ~17% per CPU training step, 64 px)
+            self.net = self.net.to(memory_format=torch.channels_last)
 
     def describe(self) -> dict:
         """Parameter count, paper layer count (52 for the paper configuration), number of scales."""
         return describe(self.net)
 
     def forward(self, images: torch.Tensor) -> dict:
-        return self.net(images)
+        return self.net(self._layout(images))
+
+    def _layout(self, images: torch.Tensor) -> torch.Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else images
 
     # ------------------------------------------------------------------------------------------ maps
     def saliency_maps(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.net(images)
+        out = self.net(self._layout(images))
         p_fg = ce_saliency(out["logits"])
         maps = {"ce": p_fg}
         if self.criterion.uses_metric:
@@ -98,7 +117,7 @@ class MEnet(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------ Lightning
     def _loss(self, batch) -> tuple[dict, dict]:
-        out = self.net(batch["image"])
+        out = self.net(self._layout(batch["image"]))
         return out, self.criterion(out["logits"], out["f"], batch["mask"])
 
     def training_step(self, batch, batch_idx: int):
@@ -124,7 +143,17 @@ class MEnet(L.LightningModule):
         return self.saliency_maps(batch["image"])
 
     def configure_optimizers(self):
+        """The paper's SGD + step decay (``milestones`` in optimiser steps); or Adam, and/or a one-cycle schedule
+        over the run (``warmup`` = rising fraction), for short CPU runs from scratch (``menet_shapes``)."""
         hp = self.hparams
-        opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.schedule == "multistep":
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
+        else:
+            total = int(self.trainer.estimated_stepping_batches)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=max(total, 2),
+                                                        pct_start=hp.warmup, cycle_momentum=False)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
