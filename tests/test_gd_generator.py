@@ -4,7 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from salseg.methods.gd_saliency import GDSaliency, average_maps, cost_per_image, masked_targets, normalize_maps
+from salseg.methods.gd_saliency import (
+    GDSaliency,
+    average_maps,
+    cost_per_image,
+    masked_targets,
+    normalize_maps,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
