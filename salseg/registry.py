@@ -17,6 +17,7 @@ DATA_MODULES = {
 MODELS = {
     "region_contrast": "salseg.methods.baselines.module:RegionContrast",
     "menet": "salseg.methods.menet.module:MEnet",
+    "gd_classifier": "salseg.methods.gd_saliency.classifier:GDClassifier",
 }
 
 

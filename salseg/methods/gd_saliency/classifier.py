@@ -1,0 +1,218 @@
+"""The classifiers the GD saliency method descends through (paper 002 Sec. 3.1; paper 001 Sec. 4.1).
+
+* CNN1: N classes, trained on the original images (label = the class of the largest object).
+* CNN2: N "masked" classes, trained on masked images only (the object pixels replaced by a fill colour).
+* CNN3: 2N outputs, trained on both: an original image is class l, its masked version class N + l.
+
+Any torchvision classification backbone by name (``torchvision.models.get_model``), its last linear layer replaced
+by one with the outputs above. Weights (``weights``): ``imagenet`` loads torchvision's ImageNet weights from the
+torch hub cache (never downloads: a missing file is an error that names where to put it), a path loads a state
+dict saved from the same architecture, and ``null`` trains from scratch -- only when the config says so.
+
+Fine-tune strategies of paper 001 (Sec. 4.1, Table 1), ``finetune``: ``all`` (every layer, one learning rate),
+``all_boost_last`` (every layer, the new last layer at ``head_lr_mult`` x the rate), ``last`` (only the new last
+layer trains; the rest is frozen, batch norm statistics included).
+
+Masking happens here, on the fly, from ``image`` and ``mask`` (so any saliency dataset, ``shapes`` included,
+serves CNN2/CNN3); a dataset that already masks (``masked: true``: ``image`` masked, ``original`` unmasked) is used
+as it is. The fill is ``fill`` or, when null, the mean colour of the first ``fill_samples`` training images.
+Top-1 and top-5 error (paper 002 Table 1) are logged on the validation set (``val/top1_error``, ``val/top5_error``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+import torchvision
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from salseg.data.masking import dataset_mean_colour, mask_objects
+
+KINDS = ("CNN1", "CNN2", "CNN3")
+FINETUNE = ("all", "all_boost_last", "last")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsNotFound(FileNotFoundError):
+    pass
+
+
+def hub_weights_file(name: str) -> tuple[object, Path]:
+    """(torchvision weights enum, where the torch hub cache keeps its file) for backbone ``name``."""
+    try:
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"torchvision has no ImageNet weights for backbone {name!r}") from exc
+    return weights, Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+
+
+def build_backbone(name: str, weights: str | None = "imagenet") -> nn.Module:
+    """A torchvision classifier with ImageNet weights from the hub cache, a state dict at a path, or none."""
+    known = torchvision.models.list_models(module=torchvision.models)
+    if name not in known:
+        raise ValueError(f"unknown backbone {name!r}; torchvision classification models: {', '.join(sorted(known))}")
+    if weights is None:
+        return torchvision.models.get_model(name, weights=None)
+    if weights == "imagenet":
+        enum, path = hub_weights_file(name)
+        if not path.is_file():
+            raise WeightsNotFound(
+                f"ImageNet weights for {name} are not in the torch hub cache: expected {path} (torchvision's "
+                f"{Path(enum.url).name}). Copy the file there (no download happens at run time), give a state dict "
+                f"with model.weights=/path/to/{name}.pth, or set model.weights=null to train from scratch")
+        return torchvision.models.get_model(name, weights=enum)  # found in the cache: no network
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsNotFound(f"model.weights: no file {path} (a state dict of torchvision's {name})")
+    model = torchvision.models.get_model(name, weights=None)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"model.weights {path} does not fit torchvision's {name}: {str(exc)[:500]}") from exc
+    return model
+
+
+def replace_last_linear(model: nn.Module, n_outputs: int) -> str:
+    """Swap the LAST nn.Linear of ``model`` (its classification layer) for a new one with ``n_outputs``; returns
+    its module path (``fc`` for ResNets, ``classifier.6`` for VGG, ...)."""
+    last = None
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last = name
+    if last is None:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear classification layer to replace")
+    parent_name, _, attr = last.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    old = getattr(parent, attr)
+    setattr(parent, attr, nn.Linear(old.in_features, n_outputs))
+    return last
+
+
+class ImageClassifier(nn.Module):
+    """Backbone with ImageNet input normalisation inside: images in [0, 1] -> logits (the GD generator's input)."""
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone((images - self.mean) / self.std)
+
+
+class GDClassifier(L.LightningModule):
+    """CNN1 / CNN2 / CNN3 (``cnn``) over backbone ``backbone`` with ``num_classes`` = N object classes."""
+
+    trainable = True
+
+    def __init__(self, cnn: str = "CNN1", num_classes: int = 4, backbone: str = "resnet18",
+                 weights: str | None = "imagenet", finetune: str = "all", head_lr_mult: float = 10.0,
+                 lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 5e-4,
+                 milestones: tuple[int, ...] = (), gamma: float = 0.1, fill: tuple[float, float, float] | None = None,
+                 fill_samples: int = 200):
+        super().__init__()
+        if cnn not in KINDS:
+            raise ValueError(f"model.cnn must be one of {KINDS}, got {cnn!r}")
+        if finetune not in FINETUNE:
+            raise ValueError(f"model.finetune must be one of {FINETUNE}, got {finetune!r}")
+        if int(num_classes) < 1:
+            raise ValueError(f"model.num_classes must be >= 1, got {num_classes}")
+        if finetune == "last" and weights is None:
+            raise ValueError(f"model.finetune={finetune!r} fine-tunes pretrained weights, but model.weights is null")
+        self.save_hyperparameters()
+        self.n_outputs = 2 * int(num_classes) if cnn == "CNN3" else int(num_classes)
+        backbone_net = build_backbone(backbone, weights)
+        self.head_path = replace_last_linear(backbone_net, self.n_outputs)
+        self.net = ImageClassifier(backbone_net)
+        if finetune == "last":
+            for p in self.net.parameters():
+                p.requires_grad_(False)
+            for p in self.head.parameters():
+                p.requires_grad_(True)
+        self.register_buffer("fill_colour", torch.tensor(fill if fill is not None else [float("nan")] * 3,
+                                                         dtype=torch.float32))
+        k5 = min(5, self.n_outputs)
+        self.val_accuracy = nn.ModuleDict({
+            k: MulticlassAccuracy(num_classes=self.n_outputs, top_k=top, average="micro")
+            for k, top in (("top1", 1), ("top5", k5))})
+
+    @property
+    def head(self) -> nn.Linear:
+        """The new classification layer (a path into the backbone, so it is not registered twice)."""
+        return self.net.backbone.get_submodule(self.head_path)
+
+    # ------------------------------------------------------------------------------------------ data
+    def on_fit_start(self) -> None:
+        if torch.isnan(self.fill_colour).any() and self.hparams.cnn != "CNN1":
+            dm = getattr(self.trainer, "datamodule", None)
+            ds = getattr(dm, "train_dataset", None)
+            if ds is None:
+                raise RuntimeError("CNN2/CNN3 need a fill colour: set model.fill=[r, g, b] or train through a "
+                                   "data module with a train_dataset (its mean colour is used)")
+            self.fill_colour.copy_(dataset_mean_colour(ds, self.hparams.fill_samples).to(self.fill_colour))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.hparams.finetune == "last":  # frozen layers keep their batch-norm statistics
+            self.net.eval()
+            self.head.train(mode)
+        return self
+
+    def inputs_and_targets(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and class targets this kind trains and is scored on (see the module docstring)."""
+        label = batch["label"].long()
+        if self.hparams.cnn == "CNN1":
+            return batch.get("original", batch["image"]), label
+        if "original" in batch:  # the dataset masked already
+            original, masked = batch["original"], batch["image"]
+        else:
+            if torch.isnan(self.fill_colour).any():
+                raise RuntimeError("no fill colour yet: set model.fill or call fit() (which measures it)")
+            original, masked = batch["image"], mask_objects(batch["image"], batch["mask"], self.fill_colour)
+        if self.hparams.cnn == "CNN2":
+            return masked, label
+        n = self.hparams.num_classes
+        return torch.cat([original, masked]), torch.cat([label, label + n])
+
+    # ------------------------------------------------------------------------------------------ steps
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def training_step(self, batch, batch_idx: int):
+        x, y = self.inputs_and_targets(batch)
+        loss = nn.functional.cross_entropy(self(x), y)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
+        x, y = self.inputs_and_targets(batch)
+        logits = self(x)
+        self.log("val/loss", nn.functional.cross_entropy(logits, y), batch_size=len(y), sync_dist=True)
+        for metric in self.val_accuracy.values():
+            metric.update(logits, y)
+
+    def on_validation_epoch_end(self) -> None:
+        for k, metric in self.val_accuracy.items():  # compute() reduces over processes (torchmetrics states)
+            self.log(f"val/{k}_error", 1.0 - metric.compute(), prog_bar=k == "top1")
+            metric.reset()
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        head_ids = {id(p) for p in self.head.parameters()}
+        body = [p for p in self.net.parameters() if p.requires_grad and id(p) not in head_ids]
+        head_lr = hp.lr * (hp.head_lr_mult if hp.finetune == "all_boost_last" else 1.0)
+        groups = [{"params": list(self.head.parameters()), "lr": head_lr}]
+        if body:
+            groups.append({"params": body, "lr": hp.lr})
+        opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        if not hp.milestones:
+            return opt
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
