@@ -7,8 +7,9 @@ Sample contract (every dataset returns a dict):
 * ``name``: str (file stem, or ``shapes_<index>``); ``dataset``: str (the registry name, e.g. ``ecssd``);
 * eval splits (val / test) only: ``gt``: uint8 (H, W), the ORIGINAL-resolution ground truth with its raw values
   0..255 (metrics binarise with ``> 128``);
-* ``shapes`` also: ``label`` int64 (class of the largest object), ``labels`` float32 (K,) multi-hot,
-  ``class_mask`` int64 (S, S) with 0 = background and c + 1 for class c.
+* ``shapes``, ``voc`` and ``coco`` also: ``label`` int64 (class of the largest object), ``labels`` float32 (K,)
+  multi-hot, ``class_mask`` int64 (S, S) with 0 = background and c + 1 for class c (``voc`` / ``coco``: 255 =
+  ignore, and ``has_mask``, ``gt_class``, ``original`` when ``masked``: see ``salseg.data.labelled``).
 
 ``collate_samples`` stacks tensors of equal shape; ``gt`` is always a list (one tensor per image, sizes differ),
 any other tensor key with differing shapes becomes a list, strings become lists.
@@ -29,6 +30,10 @@ _EXPORTS = {
     # datasets
     "ShapesDataset": "shapes", "render_shapes": "shapes", "SHAPE_NAMES": "shapes",
     "SODFolderDataset": "sod", "seeded_split": "sod", "LAYOUTS": "sod",
+    "VOCDataset": "voc", "VOC_CLASSES": "voc", "build_voc": "voc", "read_index_mask": "voc",
+    "parse_annotation": "voc", "largest_object_label": "voc",
+    "COCODataset": "coco", "build_coco": "coco", "ann_to_mask": "coco",
+    "LabelledSegDataset": "labelled", "IGNORE": "labelled",
     # transforms, distortions, masking, collate
     "JointTransform": "transforms", "build_transform": "transforms",
     "awgn": "distortions", "jpeg": "distortions", "Distortion": "distortions", "build_distortion": "distortions",

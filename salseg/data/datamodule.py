@@ -26,8 +26,10 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from .collate import collate_samples
 from .distortions import Distortion, build_distortion
 from .shapes import SHAPE_NAMES, ShapesDataset
+from .coco import build_coco
 from .sod import SOD_BUILDERS
 from .transforms import JointTransform, build_transform
+from .voc import build_voc
 
 class UnpaddedDistributedSampler(DistributedSampler):
     """Rank r gets indices r, r + N, r + 2N, ...: every sample exactly once over the N processes.
@@ -136,7 +138,8 @@ def build_shapes(
     )
 
 
-DATASETS: dict[str, Callable[..., Dataset]] = {"shapes": build_shapes, **SOD_BUILDERS}
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "shapes": build_shapes, **SOD_BUILDERS, "voc": build_voc, "coco": build_coco}
 
 
 def register_dataset(name: str, builder: Callable[..., Dataset] | None = None, *, overwrite: bool = False):
