@@ -148,3 +148,22 @@ def test_bad_input_gets_clear_errors():
     a = GDSaliency(model, steps=2)(gray, labels=[0, 1]).maps
     b = GDSaliency(model, steps=2)(gray.expand(-1, 3, -1, -1), labels=[0, 1]).maps
     assert torch.equal(a, b)
+
+
+def test_gradient_baseline_is_the_channel_max_of_the_absolute_class_gradient():
+    from salseg.methods.gd_saliency.gradient import gradient_saliency
+
+    model = _classifier()
+    model.train()
+    x, labels = _images(3), torch.tensor([2, 0, 1])
+    maps = gradient_saliency(model, x, labels)
+    assert model.training  # mode restored
+    xr = x.clone().requires_grad_(True)
+    model.eval()
+    (grad,) = torch.autograd.grad(model(xr).gather(1, labels[:, None]).sum(), xr)
+    expected = normalize_maps(grad.abs().amax(1, keepdim=True), "max")
+    assert maps.shape == (3, 1, 24, 24) and torch.allclose(maps, expected, atol=1e-6)
+    single = gradient_saliency(model, x[1:2], labels[1:2])
+    assert torch.allclose(single[0], maps[1], atol=1e-6)
+    with torch.inference_mode():
+        assert torch.allclose(gradient_saliency(model, x, labels), maps, atol=1e-6)
