@@ -18,6 +18,7 @@ MODELS = {
     "region_contrast": "salseg.methods.baselines.module:RegionContrast",
     "menet": "salseg.methods.menet.module:MEnet",
     "gd_classifier": "salseg.methods.gd_saliency.classifier:GDClassifier",
+    "gd_saliency": "salseg.methods.gd_saliency.module:GDSaliencyMethod",
 }
 
 

@@ -107,6 +107,39 @@ class ImageClassifier(nn.Module):
         return self.backbone((images - self.mean) / self.std)
 
 
+def training_mean_colour(trainer, samples: int) -> torch.Tensor:
+    """The default fill: the mean colour of the first ``samples`` images of the trainer's training set."""
+    ds = getattr(getattr(trainer, "datamodule", None), "train_dataset", None)
+    if ds is None:
+        raise RuntimeError("CNN2/CNN3 need a fill colour: set model.fill=[r, g, b] or train through a data module "
+                           "with a train_dataset (its mean colour is used)")
+    return dataset_mean_colour(ds, samples)
+
+
+def cnn_inputs(cnn: str, batch: dict, fill: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, targets) CNN1 / CNN2 / CNN3 train on: originals with l; masked images with l; both, the masked
+    ones with N + l. Masks ``image`` by ``batch["mask"]`` unless the dataset did (``original`` present)."""
+    label = batch["label"].long()
+    if cnn == "CNN1":
+        return batch.get("original", batch["image"]), label
+    if "original" in batch:  # the dataset masked already
+        original, masked = batch["original"], batch["image"]
+    else:
+        if torch.isnan(fill).any():
+            raise RuntimeError("no fill colour yet: set model.fill or call fit() (which measures it)")
+        original, masked = batch["image"], mask_objects(batch["image"], batch["mask"], fill)
+    if cnn == "CNN2":
+        return masked, label
+    return torch.cat([original, masked]), torch.cat([label, label + num_classes])
+
+
+def build_classifier(cnn: str, num_classes: int, backbone: str, weights: str | None) -> tuple[ImageClassifier, str]:
+    """(classifier with CNN1 / CNN2's N or CNN3's 2N outputs, the module path of its new last layer)."""
+    net = build_backbone(backbone, weights)
+    head_path = replace_last_linear(net, 2 * int(num_classes) if cnn == "CNN3" else int(num_classes))
+    return ImageClassifier(net), head_path
+
+
 class GDClassifier(L.LightningModule):
     """CNN1 / CNN2 / CNN3 (``cnn``) over backbone ``backbone`` with ``num_classes`` = N object classes."""
 
@@ -128,9 +161,7 @@ class GDClassifier(L.LightningModule):
             raise ValueError(f"model.finetune={finetune!r} fine-tunes pretrained weights, but model.weights is null")
         self.save_hyperparameters()
         self.n_outputs = 2 * int(num_classes) if cnn == "CNN3" else int(num_classes)
-        backbone_net = build_backbone(backbone, weights)
-        self.head_path = replace_last_linear(backbone_net, self.n_outputs)
-        self.net = ImageClassifier(backbone_net)
+        self.net, self.head_path = build_classifier(cnn, num_classes, backbone, weights)
         if finetune == "last":
             for p in self.net.parameters():
                 p.requires_grad_(False)
@@ -151,12 +182,7 @@ class GDClassifier(L.LightningModule):
     # ------------------------------------------------------------------------------------------ data
     def on_fit_start(self) -> None:
         if torch.isnan(self.fill_colour).any() and self.hparams.cnn != "CNN1":
-            dm = getattr(self.trainer, "datamodule", None)
-            ds = getattr(dm, "train_dataset", None)
-            if ds is None:
-                raise RuntimeError("CNN2/CNN3 need a fill colour: set model.fill=[r, g, b] or train through a "
-                                   "data module with a train_dataset (its mean colour is used)")
-            self.fill_colour.copy_(dataset_mean_colour(ds, self.hparams.fill_samples).to(self.fill_colour))
+            self.fill_colour.copy_(training_mean_colour(self.trainer, self.hparams.fill_samples).to(self.fill_colour))
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -166,20 +192,8 @@ class GDClassifier(L.LightningModule):
         return self
 
     def inputs_and_targets(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """The images and class targets this kind trains and is scored on (see the module docstring)."""
-        label = batch["label"].long()
-        if self.hparams.cnn == "CNN1":
-            return batch.get("original", batch["image"]), label
-        if "original" in batch:  # the dataset masked already
-            original, masked = batch["original"], batch["image"]
-        else:
-            if torch.isnan(self.fill_colour).any():
-                raise RuntimeError("no fill colour yet: set model.fill or call fit() (which measures it)")
-            original, masked = batch["image"], mask_objects(batch["image"], batch["mask"], self.fill_colour)
-        if self.hparams.cnn == "CNN2":
-            return masked, label
-        n = self.hparams.num_classes
-        return torch.cat([original, masked]), torch.cat([label, label + n])
+        """The images and class targets this kind trains and is scored on (see :func:`cnn_inputs`)."""
+        return cnn_inputs(self.hparams.cnn, batch, self.fill_colour, self.hparams.num_classes)
 
     # ------------------------------------------------------------------------------------------ steps
     def forward(self, images: torch.Tensor) -> torch.Tensor:

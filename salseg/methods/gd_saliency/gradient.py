@@ -24,6 +24,7 @@ def gradient_saliency(model: nn.Module, images: Tensor, labels: Tensor | None = 
                 z = model(x)
             check_logits(z)
             target = z.argmax(1) if labels is None else torch.as_tensor(labels, device=x.device).long().reshape(-1)
+            target = target.clone()  # labels made under inference mode cannot enter autograd
             grad = Saliency(model).attribute(x.requires_grad_(True), target=target, abs=True)
         return normalize_maps(grad.amax(1, keepdim=True).detach().float(), "max")
     finally:

@@ -1,0 +1,177 @@
+"""``GDSaliencyMethod``: papers 002 / 001 end to end as one LightningModule.
+
+``fit`` trains the classifiers the requested maps need (CNN1 always: it names the class l of a test image; CNN2
+and/or CNN3 for their maps), side by side on each batch with one optimiser. ``test_step`` makes every map in
+``maps`` by gradient descent on the test images (one forward/backward per step for the whole batch) and returns
+them, the first being the primary map (PR curves):
+
+* ``CNN1`` (cost F1), ``CNN2`` (F2), ``CNN3`` (F3), ``CNN2+3`` (the average of the two, paper 002's best),
+  ``clamped`` (paper 001's cost on CNN1), ``gradient`` (Simonyan's gradient map of CNN1, the baseline).
+
+``refine`` post-processes every map: ``none``, ``morphology`` (paper 002: dilation then erosion) or ``slic``
+(paper 001: SLIC superpixel mean x the LAB global-contrast map, ``refine_recipe`` authors | paper). With
+``refine_stages: true`` a map named X is returned raw as X, and as X_smoothed and X_refined after SLIC (paper 001
+Fig. 2's columns), so one run scores every stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from .classifier import FINETUNE, build_classifier, cnn_inputs, training_mean_colour
+from .generator import GDSaliency, average_maps
+from .gradient import gradient_saliency
+from .refine import RECIPES, morphological_smooth, refine
+
+
+def _stack(arrays, device) -> torch.Tensor:
+    """Per-image (H, W) numpy maps -> (B, 1, H, W) float32 on ``device``."""
+    return torch.stack([torch.as_tensor(a, dtype=torch.float32) for a in arrays])[:, None].to(device)
+
+
+MAPS = ("CNN1", "CNN2", "CNN3", "CNN2+3", "clamped", "gradient")
+REFINES = ("none", "morphology", "slic")
+_NEEDS = {"CNN1": {"CNN1"}, "CNN2": {"CNN2"}, "CNN3": {"CNN3"}, "CNN2+3": {"CNN2", "CNN3"}, "clamped": set(),
+          "gradient": set()}
+
+
+class GDSaliencyMethod(L.LightningModule):
+    """Keyword arguments = the keys of ``configs/model/gd_saliency.yaml``."""
+
+    trainable = True
+
+    def __init__(self, num_classes: int = 4, backbone: str = "resnet18", weights: str | None = "imagenet",
+                 finetune: str = "all", head_lr_mult: float = 10.0, lr: float = 0.01, momentum: float = 0.9,
+                 weight_decay: float = 5e-4, milestones: Sequence[int] = (), gamma: float = 0.1,
+                 fill: Sequence[float] | None = None, fill_samples: int = 200,
+                 maps: Sequence[str] = ("CNN2+3", "CNN1", "CNN2", "CNN3", "gradient"), cost_steps: int = 35,
+                 step_size: float = 20 / 255, decay: float = 0.999, normalize_step: bool = True,
+                 clamp_gamma: float = 200.0, theta: float = 0.0, refine: str = "none",
+                 refine_recipe: str = "authors", refine_stages: bool = False, n_segments: int = 100,
+                 compactness: float = 10.0, alpha: float = 0.2, refine_theta: float = 0.2):
+        super().__init__()
+        maps = [str(m) for m in maps]
+        unknown = sorted(set(maps) - set(MAPS))
+        if not maps or unknown:
+            raise ValueError(f"model.maps must name some of {MAPS}, got {maps}")
+        if refine not in REFINES:
+            raise ValueError(f"model.refine must be one of {REFINES}, got {refine!r}")
+        if refine_recipe not in RECIPES:
+            raise ValueError(f"model.refine_recipe must be one of {RECIPES}, got {refine_recipe!r}")
+        if finetune not in FINETUNE:
+            raise ValueError(f"model.finetune must be one of {FINETUNE}, got {finetune!r}")
+        self.save_hyperparameters()
+        needed = sorted({"CNN1"}.union(*(_NEEDS[m] for m in maps)))
+        self.cnns = nn.ModuleDict()
+        for cnn in needed:
+            net, _ = build_classifier(cnn, num_classes, backbone, weights)
+            self.cnns[cnn] = net
+        self.register_buffer("fill_colour", torch.tensor(list(fill) if fill is not None else [float("nan")] * 3,
+                                                         dtype=torch.float32))
+        self.val_top1 = nn.ModuleDict({
+            cnn: MulticlassAccuracy(num_classes=(2 if cnn == "CNN3" else 1) * num_classes, average="micro")
+            for cnn in needed})
+
+    # ------------------------------------------------------------------------------------------ training
+    def on_fit_start(self) -> None:
+        if torch.isnan(self.fill_colour).any() and set(self.cnns) - {"CNN1"}:
+            self.fill_colour.copy_(training_mean_colour(self.trainer, self.hparams.fill_samples).to(self.fill_colour))
+
+    def training_step(self, batch, batch_idx: int):
+        total = 0.0
+        for cnn, net in self.cnns.items():
+            x, y = cnn_inputs(cnn, batch, self.fill_colour, self.hparams.num_classes)
+            loss = nn.functional.cross_entropy(net(x), y)
+            self.log(f"train/{cnn}_loss", loss, batch_size=len(y))
+            total = total + loss
+        self.log("train/loss", total, prog_bar=True, batch_size=len(batch["label"]))
+        return total
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
+        for cnn, net in self.cnns.items():
+            x, y = cnn_inputs(cnn, batch, self.fill_colour, self.hparams.num_classes)
+            self.val_top1[cnn].update(net(x), y)
+
+    def on_validation_epoch_end(self) -> None:
+        for cnn, metric in self.val_top1.items():  # top-1 error per classifier (paper 002 Table 1)
+            self.log(f"val/{cnn}_top1_error", 1.0 - metric.compute(), prog_bar=cnn == "CNN1")
+            metric.reset()
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        groups = []
+        for net in self.cnns.values():
+            head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+            head_ids = {id(p) for p in head.parameters()}
+            body = [p for p in net.parameters() if id(p) not in head_ids]
+            boost = hp.head_lr_mult if hp.finetune == "all_boost_last" else 1.0
+            groups.append({"params": list(head.parameters()), "lr": hp.lr * boost})
+            if hp.finetune != "last":
+                groups.append({"params": body, "lr": hp.lr})
+            else:
+                for p in body:
+                    p.requires_grad_(False)
+        opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        if not hp.milestones:
+            return opt
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------------------------------ maps
+    def _generator(self, cnn: str, cost: str) -> GDSaliency:
+        hp = self.hparams
+        return GDSaliency(self.cnns[cnn], cost, steps=hp.cost_steps, step_size=hp.step_size, decay=hp.decay,
+                          normalize_step=hp.normalize_step, gamma=hp.clamp_gamma, theta=hp.theta)
+
+    def raw_maps(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every requested map, unrefined, (B, 1, H, W) in [0, 1]; the class l from CNN1 for all of them."""
+        labels = self._generator("CNN1", "F1").predict_labels(images)
+        cache: dict[str, torch.Tensor] = {}
+
+        def get(name: str) -> torch.Tensor:
+            if name not in cache:
+                if name == "CNN2+3":
+                    cache[name] = average_maps(get("CNN2"), get("CNN3"))
+                elif name == "gradient":
+                    cache[name] = gradient_saliency(self.cnns["CNN1"], images, labels)
+                else:
+                    cnn, cost = {"CNN1": ("CNN1", "F1"), "CNN2": ("CNN2", "F2"), "CNN3": ("CNN3", "F3"),
+                                 "clamped": ("CNN1", "clamped")}[name]
+                    cache[name] = self._generator(cnn, cost)(images, labels).maps
+            return cache[name]
+
+        return {name: get(name) for name in self.hparams.maps}
+
+    def saliency_maps(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        hp = self.hparams
+        out: dict[str, torch.Tensor] = {}
+        for name, maps in self.raw_maps(images).items():
+            if hp.refine == "none":
+                out[name] = maps
+                continue
+            per_image = []
+            for m, img in zip(maps.cpu(), images.cpu()):
+                if hp.refine == "morphology":
+                    per_image.append({"refined": morphological_smooth(m)})
+                else:
+                    per_image.append(refine(m, img, recipe=hp.refine_recipe, n_segments=hp.n_segments,
+                                            compactness=hp.compactness, alpha=hp.alpha, theta=hp.refine_theta))
+            stages = ("smoothed", "refined") if hp.refine == "slic" and hp.refine_stages else ("refined",)
+            stacked = {s: _stack([p[s] for p in per_image], maps.device) for s in stages}
+            if hp.refine_stages:
+                out[name] = maps
+                out.update({f"{name}_{s}": stacked[s] for s in stages})
+            else:
+                out[name] = stacked["refined"]
+        return out
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
+        return self.saliency_maps(batch["image"])
+
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
+        return self.saliency_maps(batch["image"])
