@@ -17,6 +17,7 @@ the sample contract of ``salseg.data``:
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,7 @@ class Raw:
     has_mask: bool = True  # False: no pixel annotation (class_map is all IGNORE, mask all 0)
 
 
-class LabelledSegDataset(Dataset):
+class LabelledSegDataset(Dataset, abc.ABC):
     """Base class: subclasses set ``self.names`` (one per record), ``class_names`` and implement ``load(index)``.
 
     Args:
@@ -77,8 +78,10 @@ class LabelledSegDataset(Dataset):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {len(self)} images, masked={self.masked}, {self.transform})"
 
-    def load(self, index: int) -> Raw:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def load(self, index: int) -> Raw:
+        """Decode item ``index`` of the split: the image, its class map (255 = ignore) and its labels. Each dataset
+        (VOC, COCO) reads its own format here; everything after decoding is shared."""
 
     @property
     def fill(self) -> torch.Tensor:

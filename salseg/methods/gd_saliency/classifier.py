@@ -140,6 +140,32 @@ def build_classifier(cnn: str, num_classes: int, backbone: str, weights: str | N
     return ImageClassifier(net), head_path
 
 
+def freeze_all_but_head(net: nn.Module, head: nn.Module) -> None:
+    """Fine-tune strategy ``last``: only the new last layer trains."""
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for p in head.parameters():
+        p.requires_grad_(True)
+
+
+def finetune_groups(net: nn.Module, head: nn.Module, finetune: str, lr: float, head_lr_mult: float) -> list[dict]:
+    """SGD parameter groups of one classifier: the new last layer (at ``head_lr_mult`` x lr for
+    ``all_boost_last``) and, unless frozen, the rest."""
+    head_ids = {id(p) for p in head.parameters()}
+    body = [p for p in net.parameters() if p.requires_grad and id(p) not in head_ids]
+    groups = [{"params": list(head.parameters()), "lr": lr * (head_lr_mult if finetune == "all_boost_last" else 1.0)}]
+    return groups + ([{"params": body, "lr": lr}] if body else [])
+
+
+def sgd_with_milestones(groups: list[dict], hp):
+    """SGD (momentum, weight decay from ``hp``) with an optional step-wise MultiStepLR at ``hp.milestones``."""
+    opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+    if not hp.milestones:
+        return opt
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
 class GDClassifier(L.LightningModule):
     """CNN1 / CNN2 / CNN3 (``cnn``) over backbone ``backbone`` with ``num_classes`` = N object classes."""
 
@@ -163,10 +189,7 @@ class GDClassifier(L.LightningModule):
         self.n_outputs = 2 * int(num_classes) if cnn == "CNN3" else int(num_classes)
         self.net, self.head_path = build_classifier(cnn, num_classes, backbone, weights)
         if finetune == "last":
-            for p in self.net.parameters():
-                p.requires_grad_(False)
-            for p in self.head.parameters():
-                p.requires_grad_(True)
+            freeze_all_but_head(self.net, self.head)
         self.register_buffer("fill_colour", torch.tensor(fill if fill is not None else [float("nan")] * 3,
                                                          dtype=torch.float32))
         k5 = min(5, self.n_outputs)
@@ -219,14 +242,4 @@ class GDClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        head_ids = {id(p) for p in self.head.parameters()}
-        body = [p for p in self.net.parameters() if p.requires_grad and id(p) not in head_ids]
-        head_lr = hp.lr * (hp.head_lr_mult if hp.finetune == "all_boost_last" else 1.0)
-        groups = [{"params": list(self.head.parameters()), "lr": head_lr}]
-        if body:
-            groups.append({"params": body, "lr": hp.lr})
-        opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        if not hp.milestones:
-            return opt
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return sgd_with_milestones(finetune_groups(self.net, self.head, hp.finetune, hp.lr, hp.head_lr_mult), hp)

@@ -23,7 +23,15 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from .classifier import FINETUNE, build_classifier, cnn_inputs, training_mean_colour
+from .classifier import (
+    FINETUNE,
+    build_classifier,
+    cnn_inputs,
+    finetune_groups,
+    freeze_all_but_head,
+    sgd_with_milestones,
+    training_mean_colour,
+)
 from .generator import GDSaliency, average_maps
 from .gradient import gradient_saliency
 from .refine import RECIPES, morphological_smooth, refine
@@ -65,12 +73,16 @@ class GDSaliencyMethod(L.LightningModule):
             raise ValueError(f"model.refine_recipe must be one of {RECIPES}, got {refine_recipe!r}")
         if finetune not in FINETUNE:
             raise ValueError(f"model.finetune must be one of {FINETUNE}, got {finetune!r}")
+        if finetune == "last" and weights is None:
+            raise ValueError("model.finetune='last' fine-tunes pretrained weights, but model.weights is null")
         self.save_hyperparameters()
         needed = sorted({"CNN1"}.union(*(_NEEDS[m] for m in maps)))
         self.cnns = nn.ModuleDict()
+        self.head_paths: dict[str, str] = {}
         for cnn in needed:
-            net, _ = build_classifier(cnn, num_classes, backbone, weights)
-            self.cnns[cnn] = net
+            self.cnns[cnn], self.head_paths[cnn] = build_classifier(cnn, num_classes, backbone, weights)
+            if finetune == "last":
+                freeze_all_but_head(self.cnns[cnn], self._head(cnn))
         self.register_buffer("fill_colour", torch.tensor(list(fill) if fill is not None else [float("nan")] * 3,
                                                          dtype=torch.float32))
         self.val_top1 = nn.ModuleDict({
@@ -102,25 +114,22 @@ class GDSaliencyMethod(L.LightningModule):
             self.log(f"val/{cnn}_top1_error", 1.0 - metric.compute(), prog_bar=cnn == "CNN1")
             metric.reset()
 
+    def _head(self, cnn: str) -> nn.Module:
+        return self.cnns[cnn].backbone.get_submodule(self.head_paths[cnn])
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.hparams.finetune == "last":  # frozen layers keep their batch-norm statistics
+            for cnn, net in self.cnns.items():
+                net.eval()
+                self._head(cnn).train(mode)
+        return self
+
     def configure_optimizers(self):
         hp = self.hparams
-        groups = []
-        for net in self.cnns.values():
-            head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
-            head_ids = {id(p) for p in head.parameters()}
-            body = [p for p in net.parameters() if id(p) not in head_ids]
-            boost = hp.head_lr_mult if hp.finetune == "all_boost_last" else 1.0
-            groups.append({"params": list(head.parameters()), "lr": hp.lr * boost})
-            if hp.finetune != "last":
-                groups.append({"params": body, "lr": hp.lr})
-            else:
-                for p in body:
-                    p.requires_grad_(False)
-        opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        if not hp.milestones:
-            return opt
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        groups = [g for cnn, net in self.cnns.items()
+                  for g in finetune_groups(net, self._head(cnn), hp.finetune, hp.lr, hp.head_lr_mult)]
+        return sgd_with_milestones(groups, hp)
 
     # ------------------------------------------------------------------------------------------ maps
     def _generator(self, cnn: str, cost: str) -> GDSaliency:
