@@ -43,7 +43,7 @@ LAYOUT = ("<root>/annotations/instances_{split}{year}.json + <root>/{split}{year
 def ann_to_mask(ann: dict, h: int, w: int) -> np.ndarray:
     """Binary uint8 (h, w) mask of one COCO annotation (polygons, uncompressed or compressed RLE)."""
     from pycocotools import (
-        mask as mask_utils,  # optional dependency: only needed once a sample is read
+        mask as mask_utils,  # imported on first decode: building the registry stays cheap
     )
 
     segm = ann["segmentation"]
