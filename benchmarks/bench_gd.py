@@ -7,7 +7,8 @@ The classifier is torchvision's ResNet-18 (random weights: the time does not dep
 the suite's [0, 1] -> ImageNet normalisation; the cost is paper 001's clamped cost. Batched = ONE forward and
 backward of the summed cost per step for the whole batch; the loop runs the same generator on one image at a time.
 The gradient baseline (one backward, Captum) is timed too. Each figure is the median of ``--repeats`` timed runs
-after one warm-up. The paper reports 0.45 s per image with refinement and 20-40 images/s without (2015 GPU).
+after one warm-up (segmentation: one timed run). Segmentation from saliency (paper 002 Sec. 4) is timed per image
+at the paper's 100 seeded runs. The paper reports 0.45 s per image with refinement and 20-40 images/s without (2015 GPU).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from salseg.methods.gd_saliency import GDSaliency
 from salseg.methods.gd_saliency.classifier import ImageClassifier
 from salseg.methods.gd_saliency.gradient import gradient_saliency
 from salseg.methods.gd_saliency.refine import refine, slic_superpixels
+from salseg.methods.gd_saliency.segment import segment_from_saliency
 
 
 def timed(fn, device: torch.device, repeats: int) -> float:
@@ -71,12 +73,19 @@ def main(argv: list[str] | None = None) -> int:
     k = min(n, 8)  # SLIC and refinement are per image on the CPU
     slic = timed(lambda: [slic_superpixels(images[i]) for i in range(k)], torch.device("cpu"), args.repeats) / k
     refinement = timed(lambda: [refine(maps[i], images[i]) for i in range(k)], torch.device("cpu"), args.repeats) / k
+    # Segmentation from saliency (paper 002 Sec. 4) at the paper's 100 seeded runs, marker watershed; the random
+    # walker is timed with 5 runs (it takes 0.2-3 s per run) and reported per run.
+    seg = timed(lambda: [segment_from_saliency(maps[i], images[i], runs=100) for i in range(k)],
+                torch.device("cpu"), 1) / k
+    rw = timed(lambda: [segment_from_saliency(maps[i], images[i], runs=5, seeder="random_walker") for i in range(2)],
+               torch.device("cpu"), 1) / 2 / 5
 
     figures = {
         "device": str(device), "threads": torch.get_num_threads(), "size": args.size, "batch": n,
         "steps": args.steps, "gd_batched_images_per_s": n / batched, "gd_loop_images_per_s": n / loop,
         "batched_over_loop": loop / batched, "gd_s_per_image_batched": batched / n, "slic_s_per_image": slic,
         "refine_s_per_image": refinement, "gradient_images_per_s": n / gradient,
+        "segmentation_s_per_image": seg, "random_walker_s_per_run": rw,
     }
     print(f"GD saliency, ResNet-18 at {args.size} px, T = {args.steps}, clamped cost, batch {n}, {device} "
           f"({figures['threads']} threads); median of {args.repeats}")
@@ -88,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| SLIC (100 segments), s per image | {slic:.4f} s |")
     print(f"| refinement incl. SLIC + LAB contrast, s per image | {refinement:.4f} s |")
     print(f"| gradient baseline (Captum, one backward) | {figures['gradient_images_per_s']:.2f} images/s |")
+    print(f"| segmentation (100 watershed runs + hierarchy + selection), s per image | {seg:.4f} s |")
+    print(f"| segmentation seeder random_walker, s per run | {rw:.4f} s |")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0

@@ -16,14 +16,14 @@ import time
 from pathlib import Path
 
 from salseg import plots, tracking
-from salseg.config import ConfigError, ablation_variants, comparison_entries, compose, load_ablation, load_comparison
+from salseg.config import (ConfigError, Variant, ablation_plan, comparison_entries, compose, load_ablation,
+                           load_comparison)
 
-TABLE_METRICS = ("maxF", "meanF", "adpF", "maxF_pr", "MAE", "Sm", "maxEm", "wF")
+TABLE_METRICS = ("maxF", "meanF", "adpF", "maxF_pr", "MAE", "Sm", "maxEm", "wF", "segF", "Jaccard")
 
 
 def run_ablation(name: str, extra_overrides: list[str] = (), runs_dir: str | None = None) -> Path:
-    abl = load_ablation(name)
-    plan = [(vname, str(abl.base), ovr) for vname, ovr in ablation_variants(abl).items()]
+    plan = ablation_plan(load_ablation(name))
     return _run_and_compare("ablation", name, plan, list(extra_overrides), runs_dir, Path("ablations") / name)
 
 
@@ -37,33 +37,50 @@ def run_comparison(name: str, extra_overrides: list[str] = (), runs_dir: str | N
     cmp = load_comparison(name)
     if cmp is None:
         raise ConfigError(f"experiment {name!r} is not a comparison (it has no 'compare' list)")
-    plan = [(entry, entry, ovr) for entry, ovr in comparison_entries(cmp).items()]
+    plan = [Variant(entry, entry, tuple(ovr)) for entry, ovr in comparison_entries(cmp).items()]
     return _run_and_compare("comparison", name, plan, list(extra_overrides), runs_dir, Path(name), resume)
 
 
-def _run_and_compare(kind: str, name: str, plan, extra_overrides: list[str], runs_dir: str | None,
+def _run_and_compare(kind: str, name: str, plan: list[Variant], extra_overrides: list[str], runs_dir: str | None,
                      out_subdir: Path, resume: bool = False) -> Path:
-    """Run each ``(label, experiment, overrides)`` of ``plan`` (W&B group = ``name``), then compare them."""
+    """Run each variant of ``plan`` (W&B group = ``name``), then compare them. Variants that differ only in
+    ``map`` share one run; a ``checkpoint_of`` variant tests that variant's checkpoint (``test_only``)."""
     from salseg.runner import run
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     rows: dict[str, dict[str, dict[str, float]]] = {}  # label -> dataset -> metric -> value
     curves: dict[str, dict] = {}  # "label (dataset)" -> pr curve
     run_dirs: dict[str, str] = {}
-    for i, (label, experiment, overrides) in enumerate(plan, 1):
-        shown = " ".join(overrides) if kind == "ablation" else experiment
-        print(f"\n[salseg] {kind} {name}: {i}/{len(plan)} {label!r}: {shown or '(base)'}")
-        ovr = list(overrides) + [f"group={name}", f"tags=[{kind},{name},{label}]", f'notes="{kind} {name}: {label}"',  # quoted: unquoted "a: b" parses as a mapping
-                                 *extra_overrides]
-        if runs_dir:
-            ovr.append(f"runs_dir={runs_dir}")
-        result = run(compose(experiment, ovr), resume=resume)
-        primary = next(iter(result.metrics))
-        rows[label] = result.metrics[primary]
-        for dataset, c in result.curves[primary].items():
-            curves[f"{label} ({dataset})" if len(result.curves[primary]) > 1 else label] = c["pr"]
-        run_dirs[label] = str(result.run_dir)
-    base = plan[0][1]
+    done: dict[tuple, object] = {}  # (experiment, overrides, checkpoint_of) -> RunResult
+    for i, v in enumerate(plan, 1):
+        key = (v.experiment, v.overrides, v.checkpoint_of)
+        shown = " ".join(v.overrides) if kind == "ablation" else v.experiment
+        if v.experiment != plan[0].experiment and kind == "ablation":
+            shown = f"experiment {v.experiment} {shown}".strip()
+        if v.checkpoint_of:
+            shown += f" (testing the checkpoint of {v.checkpoint_of!r})"
+        print(f"\n[salseg] {kind} {name}: {i}/{len(plan)} {v.name!r}: {shown or '(base)'}"
+              + (f", map {v.map}" if v.map else "") + (" (same run as above)" if key in done else ""))
+        if key not in done:
+            ovr = list(v.overrides) + [f"group={name}", f"tags=[{kind},{name},{v.name}]",
+                                       f'notes="{kind} {name}: {v.name}"',  # quoted: unquoted "a: b" is a mapping
+                                       *extra_overrides]
+            if v.checkpoint_of:
+                ckpt = Path(run_dirs[v.checkpoint_of]) / "checkpoints" / "last.ckpt"
+                ovr += ["test_only=true", f"ckpt_path={ckpt}"]
+            if runs_dir:
+                ovr.append(f"runs_dir={runs_dir}")
+            done[key] = run(compose(v.experiment, ovr), resume=resume)
+        result = done[key]
+        map_name = v.map or next(iter(result.metrics))
+        if map_name not in result.metrics:
+            raise ConfigError(f"{kind} {name}, variant {v.name!r}: the run made no map {map_name!r}; it made "
+                              f"{list(result.metrics)}")
+        rows[v.name] = result.metrics[map_name]
+        for dataset, c in result.curves[map_name].items():
+            curves[f"{v.name} ({dataset})" if len(result.curves[map_name]) > 1 else v.name] = c["pr"]
+        run_dirs[v.name] = str(result.run_dir)
+    base = plan[0].experiment
     out = Path(runs_dir or compose(base, list(extra_overrides)).runs_dir) / out_subdir / stamp
     if tracking.env_global_rank() == 0:  # under DDP every process runs this loop; one writes the comparison
         write_outputs(out, name, rows, curves, run_dirs, kind=kind)
@@ -80,15 +97,18 @@ def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "abl
         for vname, per_ds in rows.items():
             for ds in datasets:
                 if ds in per_ds:
-                    w.writerow([vname, ds, *[f"{per_ds[ds][m]:.6f}" for m in metrics]])
+                    w.writerow([vname, ds, *[f"{per_ds[ds][m]:.6f}" if m in per_ds[ds] else "" for m in metrics]])
     lines = [f"# {kind.capitalize()} {name}", ""]
     for ds in datasets:
         head = "variant" if kind == "ablation" else "method"
         lines += [f"## {ds}", "", f"| {head} | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
         for vname, per_ds in rows.items():
             if ds in per_ds:
-                best = {m: (min if m == "MAE" else max)(r[ds][m] for r in rows.values() if ds in r) for m in metrics}
-                cells = [f"**{per_ds[ds][m]:.4f}**" if per_ds[ds][m] == best[m] else f"{per_ds[ds][m]:.4f}" for m in metrics]
+                # segF / Jaccard exist only for binary segmentations: other rows leave them blank
+                best = {m: (min if m == "MAE" else max)(r[ds][m] for r in rows.values() if m in r.get(ds, {}))
+                        for m in metrics}
+                cells = ["" if m not in per_ds[ds] else f"**{per_ds[ds][m]:.4f}**" if per_ds[ds][m] == best[m]
+                         else f"{per_ds[ds][m]:.4f}" for m in metrics]
                 lines.append(f"| {vname} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["Runs:", *[f"- {v}: `{d}`" for v, d in run_dirs.items()], ""]

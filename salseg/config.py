@@ -9,6 +9,7 @@ to the built-in ``oc.env``), and only registered classes are built from it (see 
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -117,6 +118,8 @@ def load_comparison(name: str) -> DictConfig | None:
         description: ...
         compare: [rc_shapes, menet_shapes]      # experiments, each an ordinary run
         overrides: {data.test.shapes.size: 120} # optional, applied to every entry (so they test the same images)
+
+    An entry may carry its own overrides: ``compare: [rc_shapes, {gd_shapes: {trainer.max_epochs: 4}}]``.
     """
     path = EXPERIMENT_DIR / f"{name}.yaml"
     if not path.is_file():
@@ -128,9 +131,11 @@ def load_comparison(name: str) -> DictConfig | None:
     if extra:
         raise ConfigError(f"{path}: a comparison file takes compare, overrides, description; unknown keys {sorted(extra)}")
     entries = exp.compare
-    if not isinstance(entries, ListConfig) or not entries or not all(isinstance(e, str) for e in entries):
-        raise ConfigError(f"{path}: 'compare' must be a non-empty list of experiment names, got {entries!r}")
-    for entry in entries:
+    if not isinstance(entries, ListConfig) or not entries or not all(
+            isinstance(e, str) or (isinstance(e, DictConfig) and len(e) == 1) for e in entries):
+        raise ConfigError(f"{path}: 'compare' must be a non-empty list of experiment names (or one-key mappings "
+                          f"name: {{overrides}}), got {entries!r}")
+    for entry in (e if isinstance(e, str) else next(iter(e)) for e in entries):
         if entry == name or not (EXPERIMENT_DIR / f"{entry}.yaml").is_file():
             raise _unknown("experiment", str(entry), [e for e in list_experiments() if e != name])
         if "compare" in _load_yaml(EXPERIMENT_DIR / f"{entry}.yaml"):
@@ -139,9 +144,17 @@ def load_comparison(name: str) -> DictConfig | None:
 
 
 def comparison_entries(cmp: DictConfig, overrides: Iterable[str] = ()) -> dict[str, list[str]]:
-    """``{experiment: [dotlist overrides]}``: the file's common overrides, then the caller's."""
+    """``{experiment: [dotlist overrides]}``: the file's common overrides, the entry's own (an entry written
+    ``name: {key: value}``, e.g. a shorter schedule for the quickstart), then the caller's."""
     common = [f"{k}={_to_override(v)}" for k, v in (cmp.get("overrides") or {}).items()]
-    return {str(e): common + list(overrides) for e in cmp.compare}
+    out: dict[str, list[str]] = {}
+    for e in cmp.compare:
+        if isinstance(e, str):
+            out[e] = common + list(overrides)
+        else:
+            (name, own), = e.items()
+            out[str(name)] = common + [f"{k}={_to_override(v)}" for k, v in (own or {}).items()] + list(overrides)
+    return out
 
 
 def compose(name: str, overrides: Iterable[str] = (), experiment: DictConfig | None = None) -> DictConfig:
@@ -158,7 +171,8 @@ def compose(name: str, overrides: Iterable[str] = (), experiment: DictConfig | N
             raise _unknown("experiment", name, list_experiments())
         experiment = _load_yaml(path)
         if "compare" in experiment:
-            raise ConfigError(f"experiment {name!r} is a comparison of {list(experiment.compare)}: "
+            names = [e if isinstance(e, str) else next(iter(e)) for e in experiment.compare]
+            raise ConfigError(f"experiment {name!r} is a comparison of {names}: "
                               f"`salseg run {name}` runs each; compose one of them instead")
     experiment = experiment.copy()
     defaults = dict(experiment.pop("defaults", {}) or {})
@@ -226,21 +240,61 @@ def load_ablation(name: str) -> DictConfig:
     return abl
 
 
-def ablation_variants(abl: DictConfig) -> dict[str, list[str]]:
-    """Expand an ablation into ``{variant_name: [dotlist overrides]}``, grid variants as a cartesian product."""
+VARIANT_KEYS = ("experiment", "map", "checkpoint_of")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of an ablation: run ``experiment`` with ``overrides`` (or, with ``checkpoint_of``, test the trained
+    checkpoint of that earlier variant with them), and report its map ``map`` (None: the primary map)."""
+
+    name: str
+    experiment: str
+    overrides: tuple[str, ...]
+    map: str | None = None
+    checkpoint_of: str | None = None
+
+
+def ablation_plan(abl: DictConfig) -> list[Variant]:
+    """The variants of an ablation, in file order, grid variants as a cartesian product.
+
+    A variant is a mapping of dotted overrides, plus optional keys (not config keys):
+    ``experiment`` (run this experiment instead of ``base``, e.g. a baseline), ``map`` (the row is this map of
+    the run, not its primary one: several rows can then share ONE run, as gd_models does), ``checkpoint_of``
+    (an earlier variant: test its trained checkpoint with this variant's test-time overrides instead of training
+    again, as gd_steps does).
+    """
     import itertools
 
     common = [f"{k}={_to_override(v)}" for k, v in (abl.get("overrides") or {}).items()]
-    variants: dict[str, list[str]] = {}
+    plan: list[Variant] = []
     for vname, ovr in (abl.get("variants") or {}).items():
-        variants[str(vname)] = common + [f"{k}={_to_override(v)}" for k, v in (ovr or {}).items()]
+        ovr = dict(ovr or {})
+        special = {k: ovr.pop(k) for k in VARIANT_KEYS if k in ovr}
+        experiment = str(special.get("experiment", abl.base))
+        if experiment != str(abl.base) and not (EXPERIMENT_DIR / f"{experiment}.yaml").is_file():
+            raise _unknown("experiment", experiment, list_experiments())
+        plan.append(Variant(str(vname), experiment, tuple(common + [f"{k}={_to_override(v)}" for k, v in ovr.items()]),
+                            None if special.get("map") is None else str(special["map"]),
+                            None if special.get("checkpoint_of") is None else str(special["checkpoint_of"])))
     grid = abl.get("grid") or {}
     if grid:
         keys = list(grid.keys())
         for combo in itertools.product(*[list(grid[k]) for k in keys]):
             vname = ",".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, combo))
-            variants[vname] = common + [f"{k}={_to_override(v)}" for k, v in zip(keys, combo)]
-    return variants
+            plan.append(Variant(vname, str(abl.base),
+                                tuple(common + [f"{k}={_to_override(v)}" for k, v in zip(keys, combo)])))
+    names = [v.name for v in plan]
+    for i, v in enumerate(plan):
+        if v.checkpoint_of is not None and v.checkpoint_of not in names[:i]:
+            raise ConfigError(f"ablation variant {v.name!r}: checkpoint_of={v.checkpoint_of!r} must name an earlier "
+                              f"variant (earlier: {names[:i]})")
+    return plan
+
+
+def ablation_variants(abl: DictConfig) -> dict[str, list[str]]:
+    """``{variant_name: [dotlist overrides]}`` (see :func:`ablation_plan` for the full description)."""
+    return {v.name: list(v.overrides) for v in ablation_plan(abl)}
 
 
 def _to_override(value) -> str:

@@ -247,7 +247,7 @@ def run_robustness(name: str, overrides: Iterable[str] = (), ckpt_path: str | No
         found = _comparison(name)
         if found is not None:
             if ckpt_path is not None:
-                raise ConfigError(f"--ckpt tests one model, and {name!r} compares {list(found[0].compare)}: "
+                raise ConfigError(f"--ckpt tests one model, and {name!r} compares {list(found[1](found[0]))}: "
                                   "give one of those experiments with --ckpt")
             return _run_comparison(name, found, list(overrides), variances, awgn_range, jpeg_range)
     start = time.time()

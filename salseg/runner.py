@@ -99,7 +99,7 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
         trainer.test(model, datamodule=datamodule, verbose=False)
     else:
         if ckpt_path and container["test_only"]:
-            model = type(model).load_from_checkpoint(ckpt_path)
+            model = load_for_test(type(model), ckpt_path, container["model"])
         trainer.test(model, datamodule=datamodule, verbose=False)
         # A method that trains nothing still leaves last.ckpt (its hyper-parameters), so every run can be
         # re-tested the same way: `test_only=true ckpt_path=.../last.ckpt`.
@@ -112,6 +112,14 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
         _print_summary(container["name"], evaluation)
     tracking.finish_loggers(loggers)
     return result
+
+
+def load_for_test(cls, ckpt_path: str, model_cfg: dict):
+    """The checkpoint's model, with the config's values for the keys the method lists in ``test_time_hparams``
+    (settings that only change how it is tested, e.g. GD saliency's number of steps T); every other
+    hyper-parameter is the checkpoint's own, so the weights always fit."""
+    keys = set(getattr(cls, "test_time_hparams", ()))
+    return cls.load_from_checkpoint(ckpt_path, **{k: v for k, v in model_cfg.items() if k in keys})
 
 
 def _metrics_document(container: dict, evaluation, result: RunResult) -> dict:

@@ -52,3 +52,58 @@ def test_a_comparison_runs_each_experiment_and_writes_one_table(tmp_path, monkey
         assert f"notes: 'comparison both: {row['method']}'" in config  # a string (W&B refuses a mapping)
         assert abs(doc["datasets"]["shapes"]["MAE"] - float(row["MAE"])) < 1e-6
     assert "| rc_b |" in (out / "table.md").read_text() and (out / "pr_curves.png").is_file()
+
+
+def test_variants_share_runs_pick_maps_reuse_checkpoints_and_add_baselines(tmp_path, monkeypatch):
+    # gd_models / gd_steps in miniature: rows that are maps of ONE run, a row testing an earlier variant's
+    # checkpoint at another T (no second training), a baseline row from another experiment, segmentation scores
+    import salseg.config as config
+
+    exp_dir = tmp_path / "experiments"
+    (exp_dir / "ablations").mkdir(parents=True)
+    (exp_dir / "gd_tiny.yaml").write_text(
+        "defaults: {data: shapes, model: gd_saliency, trainer: cpu, logger: csv}\n"
+        "data: {train: {dataset: shapes, split: train, size: 8}, val: {dataset: shapes, split: val, size: 4},\n"
+        "       test: {shapes: {dataset: shapes, split: test, size: 3}}, image_size: 32, batch_size: 4,\n"
+        "       eval_batch_size: 3, num_workers: 0}\n"
+        "model: {num_classes: 4, weights: null, cost_steps: 3, maps: [CNN1, gradient], segment: [CNN1],\n"
+        "        seg_runs: 3}\n"
+        "trainer: {max_epochs: 1, log_every_n_steps: 1}\n")
+    (exp_dir / "rc_tiny.yaml").write_text(
+        "defaults: {data: shapes, model: region_contrast, trainer: cpu, logger: csv}\n"
+        "data: {test: {shapes: {dataset: shapes, split: test, size: 3}}, num_workers: 0}\n")
+    (exp_dir / "ablations" / "tiny.yaml").write_text(
+        "base: gd_tiny\nvariants:\n"
+        "  T3: {map: CNN1}\n  gradient: {map: gradient}\n  segmentation: {map: CNN1_segmentation}\n"
+        "  T1: {model.cost_steps: 1, checkpoint_of: T3}\n  rc: {experiment: rc_tiny}\n")
+    monkeypatch.setattr(config, "EXPERIMENT_DIR", exp_dir)
+    monkeypatch.setattr(config, "ABLATION_DIR", exp_dir / "ablations")
+    assert main(["ablate", "tiny", f"runs_dir={tmp_path / 'runs'}"]) == 0
+    (out,) = (tmp_path / "runs" / "ablations" / "tiny").iterdir()
+    results = json.loads((out / "results.json").read_text())
+    runs = results["runs"]
+    assert runs["T3"] == runs["gradient"] == runs["segmentation"]          # one training run, three rows
+    assert len({runs["T3"], runs["T1"], runs["rc"]}) == 3 and "/rc_tiny/" in runs["rc"]
+    t1_config = (Path(runs["T1"]) / "config.yaml").read_text()
+    assert "test_only: true" in t1_config and f"{runs['T3']}/checkpoints/last.ckpt" in t1_config
+    assert not (Path(runs["T1"]) / "csv" / "version_0" / "metrics.csv").read_text().count("train/loss")
+    rows = results["results"]
+    assert rows["T1"]["shapes"]["MAE"] != rows["T3"]["shapes"]["MAE"]     # T reached the tested model
+    assert rows["gradient"]["shapes"]["MAE"] != rows["T3"]["shapes"]["MAE"]
+    assert 0.0 <= rows["segmentation"]["shapes"]["Jaccard"] <= 1.0 and "segF" in rows["segmentation"]["shapes"]
+    header = open(out / "table.csv").readline().strip().split(",")
+    assert header[-2:] == ["segF", "Jaccard"]
+
+
+def test_checkpoint_of_must_name_an_earlier_variant(tmp_path):
+    from omegaconf import OmegaConf
+
+    from salseg.config import ConfigError, ablation_plan
+
+    abl = OmegaConf.create({"base": "gd_shapes", "variants": {"a": {"checkpoint_of": "b"}, "b": {}}})
+    import pytest
+
+    with pytest.raises(ConfigError, match="checkpoint_of='b' must name an earlier variant"):
+        ablation_plan(abl)
+    with pytest.raises(Exception, match="unknown experiment 'rc_nope'"):
+        ablation_plan(OmegaConf.create({"base": "gd_shapes", "variants": {"a": {"experiment": "rc_nope"}}}))

@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from salseg import registry
-from salseg.config import (ConfigError, ablation_variants, comparison_entries, compose, is_comparison, list_ablations,
+from salseg.config import (ConfigError, ablation_plan, ablation_variants, comparison_entries, compose, is_comparison, list_ablations,
                            list_experiments, load_ablation, load_comparison)
 
 PLAIN = [name for name in list_experiments() if not is_comparison(name)]
@@ -21,6 +21,13 @@ def test_every_experiment_composes_and_builds_its_classes(name, monkeypatch):
     # only registered kinds, and every model key is a constructor argument of its class
     assert resolved["data"]["kind"] in registry.DATA_MODULES
     cls = registry.model_class(resolved["model"]["kind"])
+    if resolved["model"].get("weights") == "imagenet":  # the paper experiments: no ImageNet file here
+        from salseg.methods.gd_saliency.classifier import WeightsNotFound
+
+        monkeypatch.setenv("TORCH_HOME", "/nonexistent")
+        with pytest.raises(WeightsNotFound, match="/nonexistent/hub/checkpoints/.*set model.weights=null"):
+            registry.build_model(resolved["model"])
+        resolved["model"].update(weights=None, finetune="all")
     model = registry.build_model(resolved["model"])
     assert isinstance(model, cls)
 
@@ -42,6 +49,23 @@ def test_quickstart_compares_region_contrast_and_menet_on_the_same_images():
     assert tests[0] == tests[1] == {"shapes": {"dataset": "shapes", "split": "test", "size": 120}}
     with pytest.raises(ConfigError, match=r"'quickstart' is a comparison of \['rc_shapes', 'menet_shapes'\]"):
         compose("quickstart")
+
+
+def test_a_comparison_entry_may_carry_its_own_overrides(tmp_path, monkeypatch):
+    import salseg.config as config
+
+    monkeypatch.setattr(config, "EXPERIMENT_DIR", tmp_path)
+    (tmp_path / "rc.yaml").write_text("defaults: {data: shapes, model: region_contrast, trainer: cpu, logger: csv}\n")
+    (tmp_path / "rc2.yaml").write_text("defaults: {data: shapes, model: region_contrast, trainer: cpu, logger: csv}\n")
+    (tmp_path / "cmp.yaml").write_text("compare: [rc, {rc2: {model.sigma_s2: 0.1}}]\noverrides: {seed: 2}\n")
+    entries = comparison_entries(load_comparison("cmp"), ["seed=5"])
+    assert entries == {"rc": ["seed=2", "seed=5"], "rc2": ["seed=2", "model.sigma_s2=0.1", "seed=5"]}
+    assert compose("rc2", entries["rc2"]).model.sigma_s2 == 0.1
+    with pytest.raises(ConfigError, match=r"'cmp' is a comparison of \['rc', 'rc2'\]"):
+        compose("cmp")
+    (tmp_path / "cmp.yaml").write_text("compare: [rc, {rc2: {}, rc: {}}]\n")
+    with pytest.raises(ConfigError, match="one-key mappings"):
+        load_comparison("cmp")
 
 
 def test_a_comparison_names_a_bad_entry(tmp_path, monkeypatch):
@@ -116,11 +140,10 @@ def test_unknown_model_kind_is_refused_not_imported():
 
 @pytest.mark.parametrize("name", list_ablations())
 def test_every_ablation_expands_to_composable_variants(name):
-    abl = load_ablation(name)
-    variants = ablation_variants(abl)
-    assert len(variants) >= 2
-    for overrides in variants.values():
-        compose(str(abl.base), overrides)
+    plan = ablation_plan(load_ablation(name))
+    assert len(plan) >= 2
+    for variant in plan:
+        compose(variant.experiment, list(variant.overrides))
 
 
 def test_grid_ablation_is_a_cartesian_product():

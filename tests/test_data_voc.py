@@ -164,6 +164,14 @@ def test_classification_only_images(root):
     assert s["labels"].nonzero().ravel().tolist() == [DOG - 1, PERSON - 1]
 
 
+def test_paper_001_training_set_excludes_the_segmentation_val_images(root):
+    # Main train lists TRAIN + MAIN_ONLY; removing Segmentation/train.txt leaves the classification-only image
+    ds = build(root, split="train", image_set="Main", exclude_list_file="ImageSets/Segmentation/train.txt")
+    assert ds.names == [MAIN_ONLY]
+    absolute = root / "VOCdevkit/VOC2012/ImageSets/Segmentation/train.txt"
+    assert build(root, split="trainval", exclude_list_file=str(absolute)).names == VAL
+
+
 def test_five_fold_protocol(root):
     parts = [build(root, split="test", fold=k, folds=5).names for k in range(5)]
     assert sorted(n for p in parts for n in p) == VAL  # disjoint and covering val

@@ -64,3 +64,56 @@ def test_only_the_needed_classifiers_are_built_and_bad_values_are_named():
     from omegaconf import OmegaConf
 
     assert isinstance(spec(OmegaConf.to_container(cfg, resolve=True)["model"]), GDSaliencyMethod)
+
+
+def _small_paper_run(name: str, tmp_path, extra: list[str]):
+    """A paper experiment composed as shipped, shrunk for a CPU: resnet18 at 32 px, one epoch, T = 2."""
+    from salseg.runner import run
+
+    cfg = compose(name, ["logger=csv", "trainer=cpu", "data.num_workers=0", "data.image_size=32",
+                         "data.batch_size=4", "data.eval_batch_size=4", "trainer.max_epochs=1",
+                         "model.backbone=resnet18", "model.cost_steps=2", "model.n_segments=20",
+                         f"runs_dir={tmp_path / 'runs'}", *extra])
+    return run(cfg)
+
+
+def test_gd_clamped_voc_trains_on_main_minus_segmentation_val_and_tests_that_val(tmp_path):
+    from omegaconf import OmegaConf
+    from test_data_voc import MAIN_ONLY, TRAIN, VAL, write_voc
+
+    voc = write_voc(tmp_path / "data")
+    (voc / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(TRAIN + [MAIN_ONLY] + VAL) + "\n")
+    result = _small_paper_run("gd_clamped_voc", tmp_path, [f"data.root={tmp_path / 'data'}", "model.weights=null"])
+    doc = json.loads((result.run_dir / "metrics.json").read_text())
+    assert doc["n_images"] == {"voc": len(VAL)}
+    assert list(doc["maps"]) == ["clamped", "clamped_smoothed", "clamped_refined", "gradient", "gradient_smoothed",
+                                 "gradient_refined"]
+    data_cfg = OmegaConf.to_container(OmegaConf.load(result.run_dir / "config.yaml").data, resolve=True)
+    dm = registry.build_datamodule(data_cfg)
+    dm.setup("fit")
+    assert dm.train_dataset.names == TRAIN + [MAIN_ONLY]  # Main trainval minus Segmentation val
+
+
+def test_finetune_none_keeps_the_pretrained_head_and_trains_nothing(tmp_path):
+    import torchvision
+
+    state = tmp_path / "resnet18.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), state)
+    model = GDSaliencyMethod(num_classes=1000, backbone="resnet18", weights=str(state), finetune="none",
+                             maps=("clamped", "gradient"), cost_steps=2)
+    assert model.trainable is False and model.eval().cnns["CNN1"](torch.rand(1, 3, 32, 32)).shape == (1, 1000)
+    with pytest.raises(ValueError, match="finetune='none' keeps the pretrained classifier"):
+        GDSaliencyMethod(num_classes=1000, backbone="resnet18", weights=str(state), finetune="none", maps=("CNN2",))
+    with pytest.raises(ValueError, match="uses pretrained weights, but model.weights is null"):
+        GDSaliencyMethod(num_classes=1000, backbone="resnet18", weights=None, finetune="none", maps=("clamped",))
+    # through the runner on a tiny MSRA10K tree: nothing trains, every image is tested, the stages are scored
+    from test_data_sod import write_tree
+
+    stems = write_tree(tmp_path / "data", "msra10k", n=5)
+    result = _small_paper_run("gd_clamped_msra10k", tmp_path, [f"data.root={tmp_path / 'data'}",
+                                                               f"model.weights={state}"])
+    doc = json.loads((result.run_dir / "metrics.json").read_text())
+    assert doc["n_images"] == {"msra10k": len(stems)} and doc["primary_map"] == "clamped"
+    assert {"clamped_smoothed", "clamped_refined", "gradient"} <= set(doc["maps"])
+    assert not (result.run_dir / "csv" / "version_0" / "metrics.csv").read_text().count("train/")

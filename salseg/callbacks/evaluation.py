@@ -6,6 +6,10 @@ ground-truth size (bilinear) and quantised to 8 bits as if saved to PNG, so that
 ``python -m salseg eval`` on saved maps. Metric states are torchmetrics states, reduced across DDP processes at
 ``compute()``; the evaluation loaders do not repeat samples (see ``SaliencyDataModule``), so N processes score
 exactly the images one process would.
+
+A method whose ``binary_maps`` property names some of its maps (binary segmentations, e.g. GD saliency's
+``X_segmentation``) also gets ``segF`` and ``Jaccard`` for those (:class:`BinarySegmentationScores`), beside the
+SOD metrics.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from lightning.pytorch import Callback
 
 from salseg import plots
 from salseg.metrics import SODMetrics
+from salseg.metrics.segmentation import BinarySegmentationScores
 
 
 def to_gt_resolution(maps: torch.Tensor, gts: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -42,6 +47,7 @@ class SODEvaluation(Callback):
         self.curves: dict[str, dict[str, Any]] = {}  # map -> dataset -> curves
         self.counts: dict[str, int] = {}
         self.metrics: dict[tuple[str, str], SODMetrics] = {}
+        self.segmentation_metrics: dict[tuple[str, str], BinarySegmentationScores] = {}
         self.map_names: list[str] = []  # in the order the method returns them: the first is the primary map
         self.dataset_names: list[str] = []
 
@@ -59,7 +65,8 @@ class SODEvaluation(Callback):
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self.dataset_names = self._names(trainer)
-        self.metrics, self.map_names = {}, []
+        self.metrics, self.map_names, self.segmentation_metrics = {}, [], {}
+        self.binary_maps = set(getattr(pl_module, "binary_maps", ()) or ())
         self.grid: dict[str, dict[str, list]] = {}
         self.results, self.curves, self.counts = {}, {}, {}
 
@@ -70,6 +77,8 @@ class SODEvaluation(Callback):
             self.map_names.append(map_name)
             for ds in self.dataset_names:
                 self.metrics[(map_name, ds)] = SODMetrics().to(device)
+                if map_name in self.binary_maps:
+                    self.segmentation_metrics[(map_name, ds)] = BinarySegmentationScores().to(device)
         return self.metrics[(map_name, dataset)]
 
     def _agree_on_map_names(self, trainer, device) -> None:
@@ -100,6 +109,8 @@ class SODEvaluation(Callback):
                 raise ValueError(f"test_step map {map_name!r}: expected shape (B=={len(gts)},1,h,w), got {tuple(maps.shape)}")
             preds = to_gt_resolution(maps.detach(), gts)
             self._metric(map_name, dataset, pl_module.device).update(preds, gts)
+            if (map_name, dataset) in self.segmentation_metrics:
+                self.segmentation_metrics[(map_name, dataset)].update(preds, gts)
             if i == 0:
                 self._collect_grid(dataset, batch, preds, gts)
             if self.save_maps:
@@ -137,6 +148,8 @@ class SODEvaluation(Callback):
             if self.counts[dataset] == 0:
                 raise RuntimeError(f"test set {dataset!r} produced no batch: nothing to score")
             values = metric.compute()  # reduces states across processes
+            if (map_name, dataset) in self.segmentation_metrics:
+                values.update({k: float(v) for k, v in self.segmentation_metrics[(map_name, dataset)].compute().items()})
             self.results.setdefault(map_name, {})[dataset] = values
             self.curves.setdefault(map_name, {})[dataset] = metric.curves()
             prefix = f"test/{dataset}" if map_name == self.primary_map else f"test/{dataset}/{map_name}"

@@ -23,7 +23,9 @@ to the lower instance id / class index; an image with none of these gets ``label
 
 Splits: ``train`` / ``val`` / ``trainval`` (ImageSets/<image_set>), ``train_aug`` (10,582 images, SBD masks from
 SegmentationClassAug, falling back per image to SegmentationClass), ``all`` (every image that has a mask, or every
-JPEG when ``require_masks: false``); ``list_file`` overrides the list. Images without a class mask (VOC's
+JPEG when ``require_masks: false``); ``list_file`` overrides the list; ``exclude_list_file`` (relative to VOC2012/, or
+absolute) removes the images it lists, e.g. paper 001's training set: ``split: trainval, image_set: Main,
+require_masks: false, exclude_list_file: ImageSets/Segmentation/val.txt``. Images without a class mask (VOC's
 classification-only images, e.g. ``image_set: Main``) fail by default, naming the file; ``require_masks: false``
 keeps them with ``has_mask = False``, an all-zero ``mask`` and an all-255 ``class_mask`` (labels from the XML).
 
@@ -176,7 +178,8 @@ def _fold_parts(val: Sequence[str], folds: int, seed: int) -> list[list[str]]:
 
 
 def build_voc(ctx, split: str = "train", folder: str | None = None, image_set: str = "Segmentation",
-              list_file: str | None = None, require_masks: bool | None = None, fold: int | None = None,
+              list_file: str | None = None, exclude_list_file: str | None = None,
+              require_masks: bool | None = None, fold: int | None = None,
               folds: int = 5, split_seed: int = 0, masked: bool = False, fill: Sequence[float] | None = None,
               mean_samples: int = 200) -> VOCDataset:
     """PASCAL VOC 2012 (see the module docstring for the layout, splits, targets and the fold protocol)."""
@@ -229,6 +232,10 @@ def build_voc(ctx, split: str = "train", folder: str | None = None, image_set: s
         raise ValueError(f"voc: unknown split {split!r}; known: train, val, trainval, train_aug, all "
                          f"(test: only with fold)")
     stems = list(dict.fromkeys(stems))
+    if exclude_list_file is not None:  # e.g. paper 001: Main trainval minus the 1449 segmentation val images
+        p = Path(exclude_list_file).expanduser()
+        excluded = set(read_list_file(p if p.is_absolute() else voc / p))
+        stems = [s for s in stems if s not in excluded]
 
     img_dir = voc / "JPEGImages"
     for s in stems:

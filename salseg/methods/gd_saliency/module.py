@@ -12,6 +12,11 @@ them, the first being the primary map (PR curves):
 (paper 001: SLIC superpixel mean x the LAB global-contrast map, ``refine_recipe`` authors | paper). With
 ``refine_stages: true`` a map named X is returned raw as X, and as X_smoothed and X_refined after SLIC (paper 001
 Fig. 2's columns), so one run scores every stage.
+
+``segment`` names maps to segment (paper 002 Sec. 4, :mod:`.segment`: seeded refinement, a scikit-image region
+hierarchy standing in for MCG's proposals, Jaccard selection at delta = 0.5). A segmented map X adds X_seeded (the
+averaged seeded segmentations) and X_segmentation (the binary mask), which the evaluation also scores with F_beta
+and Jaccard (``binary_maps``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from .classifier import (
     FINETUNE,
+    ImageClassifier,
+    build_backbone,
     build_classifier,
     cnn_inputs,
     finetune_groups,
@@ -35,6 +42,7 @@ from .classifier import (
 from .generator import GDSaliency, average_maps
 from .gradient import gradient_saliency
 from .refine import RECIPES, morphological_smooth, refine
+from .segment import SEEDERS, segment_from_saliency
 
 
 def _stack(arrays, device) -> torch.Tensor:
@@ -43,6 +51,9 @@ def _stack(arrays, device) -> torch.Tensor:
 
 
 MAPS = ("CNN1", "CNN2", "CNN3", "CNN2+3", "clamped", "gradient")
+# "none": the pretrained classifier as it is, its own head (ImageNet's 1000 classes), nothing trained (paper 001
+# on MSRA10K, which has no class labels)
+FINETUNE_OR_NONE = (*FINETUNE, "none")
 REFINES = ("none", "morphology", "slic")
 _NEEDS = {"CNN1": {"CNN1"}, "CNN2": {"CNN2"}, "CNN3": {"CNN3"}, "CNN2+3": {"CNN2", "CNN3"}, "clamped": set(),
           "gradient": set()}
@@ -51,7 +62,12 @@ _NEEDS = {"CNN1": {"CNN1"}, "CNN2": {"CNN2"}, "CNN3": {"CNN3"}, "CNN2+3": {"CNN2
 class GDSaliencyMethod(L.LightningModule):
     """Keyword arguments = the keys of ``configs/model/gd_saliency.yaml``."""
 
-    trainable = True
+    trainable = True  # False with finetune: none (set in __init__)
+    # What a test of a trained checkpoint may change (``test_only=true ckpt_path=...``; ablations' checkpoint_of).
+    test_time_hparams = ("maps", "cost_steps", "step_size", "decay", "normalize_step", "clamp_gamma", "theta",
+                         "refine", "refine_recipe", "refine_stages", "n_segments", "compactness", "alpha",
+                         "refine_theta", "segment", "seg_runs", "seg_seeds", "seg_delta", "seg_seeder",
+                         "seg_segments", "seg_compactness")
 
     def __init__(self, num_classes: int = 4, backbone: str = "resnet18", weights: str | None = "imagenet",
                  finetune: str = "all", head_lr_mult: float = 10.0, lr: float = 0.01, momentum: float = 0.9,
@@ -61,7 +77,9 @@ class GDSaliencyMethod(L.LightningModule):
                  step_size: float = 20 / 255, decay: float = 0.999, normalize_step: bool = True,
                  clamp_gamma: float = 200.0, theta: float = 0.0, refine: str = "none",
                  refine_recipe: str = "authors", refine_stages: bool = False, n_segments: int = 100,
-                 compactness: float = 10.0, alpha: float = 0.2, refine_theta: float = 0.2):
+                 compactness: float = 10.0, alpha: float = 0.2, refine_theta: float = 0.2,
+                 segment: Sequence[str] = (), seg_runs: int = 100, seg_seeds: int = 50, seg_delta: float = 0.5,
+                 seg_seeder: str = "watershed", seg_segments: int = 200, seg_compactness: float = 20.0):
         super().__init__()
         maps = [str(m) for m in maps]
         unknown = sorted(set(maps) - set(MAPS))
@@ -71,15 +89,27 @@ class GDSaliencyMethod(L.LightningModule):
             raise ValueError(f"model.refine must be one of {REFINES}, got {refine!r}")
         if refine_recipe not in RECIPES:
             raise ValueError(f"model.refine_recipe must be one of {RECIPES}, got {refine_recipe!r}")
-        if finetune not in FINETUNE:
-            raise ValueError(f"model.finetune must be one of {FINETUNE}, got {finetune!r}")
-        if finetune == "last" and weights is None:
-            raise ValueError("model.finetune='last' fine-tunes pretrained weights, but model.weights is null")
+        if finetune not in FINETUNE_OR_NONE:
+            raise ValueError(f"model.finetune must be one of {FINETUNE_OR_NONE}, got {finetune!r}")
+        missing = [m for m in segment if m not in maps]
+        if missing:
+            raise ValueError(f"model.segment names maps that model.maps does not make: {missing} (maps: {maps})")
+        if seg_seeder not in SEEDERS:
+            raise ValueError(f"model.seg_seeder must be one of {SEEDERS}, got {seg_seeder!r}")
+        if finetune in ("last", "none") and weights is None:
+            raise ValueError(f"model.finetune={finetune!r} uses pretrained weights, but model.weights is null")
         self.save_hyperparameters()
         needed = sorted({"CNN1"}.union(*(_NEEDS[m] for m in maps)))
+        if finetune == "none" and needed != ["CNN1"]:
+            raise ValueError(f"model.finetune='none' keeps the pretrained classifier (CNN1 only); maps {maps} need "
+                             f"{needed}, which are trained on masked classes")
+        self.trainable = finetune != "none"
         self.cnns = nn.ModuleDict()
         self.head_paths: dict[str, str] = {}
         for cnn in needed:
+            if finetune == "none":
+                self.cnns[cnn] = ImageClassifier(build_backbone(backbone, weights))
+                continue
             self.cnns[cnn], self.head_paths[cnn] = build_classifier(cnn, num_classes, backbone, weights)
             if finetune == "last":
                 freeze_all_but_head(self.cnns[cnn], self._head(cnn))
@@ -179,8 +209,27 @@ class GDSaliencyMethod(L.LightningModule):
                 out[name] = stacked["refined"]
         return out
 
+    @property
+    def binary_maps(self) -> set[str]:
+        """Outputs that are binary segmentations: the evaluation adds F_beta and Jaccard for them."""
+        return {f"{name}_segmentation" for name in self.hparams.segment}
+
+    def segmentations(self, maps: dict[str, torch.Tensor], images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """X_seeded and X_segmentation for every map X in ``segment`` (per image, on the CPU)."""
+        hp = self.hparams
+        out: dict[str, torch.Tensor] = {}
+        for name in hp.segment:
+            results = [segment_from_saliency(m, img, delta=hp.seg_delta, n_seeds=hp.seg_seeds, runs=hp.seg_runs,
+                                             seeder=hp.seg_seeder, n_segments=hp.seg_segments,
+                                             compactness=hp.seg_compactness, seed=i)
+                       for i, (m, img) in enumerate(zip(maps[name].cpu(), images.cpu()))]
+            out[f"{name}_seeded"] = _stack([r.refined for r in results], images.device)
+            out[f"{name}_segmentation"] = _stack([r.mask for r in results], images.device)
+        return out
+
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
-        return self.saliency_maps(batch["image"])
+        maps = self.saliency_maps(batch["image"])
+        return {**maps, **self.segmentations(maps, batch["image"])}
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
-        return self.saliency_maps(batch["image"])
+        return self.test_step(batch, batch_idx, dataloader_idx)
