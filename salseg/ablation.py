@@ -16,8 +16,15 @@ import time
 from pathlib import Path
 
 from salseg import plots, tracking
-from salseg.config import (ConfigError, Variant, ablation_plan, comparison_entries, compose, load_ablation,
-                           load_comparison)
+from salseg.config import (
+    ConfigError,
+    Variant,
+    ablation_plan,
+    comparison_entries,
+    compose,
+    load_ablation,
+    load_comparison,
+)
 
 TABLE_METRICS = ("maxF", "meanF", "adpF", "maxF_pr", "MAE", "Sm", "maxEm", "wF", "segF", "Jaccard")
 

@@ -42,12 +42,19 @@ def test_every_comparison_composes_each_entry(name):
         registry.build_model(OmegaConf.to_container(cfg.model, resolve=True))
 
 
-def test_quickstart_compares_region_contrast_and_menet_on_the_same_images():
+def test_quickstart_compares_every_method_on_the_same_images():
     entries = comparison_entries(load_comparison("quickstart"))
-    assert list(entries) == ["rc_shapes", "menet_shapes"]
+    assert list(entries) == ["rc_shapes", "menet_shapes", "gd_shapes"]
     tests = [OmegaConf.to_container(compose(e, o).data.test) for e, o in entries.items()]
-    assert tests[0] == tests[1] == {"shapes": {"dataset": "shapes", "split": "test", "size": 120}}
-    with pytest.raises(ConfigError, match=r"'quickstart' is a comparison of \['rc_shapes', 'menet_shapes'\]"):
+    same = {"shapes": {"dataset": "shapes", "split": "test", "size": 120}}
+    assert tests[0] == tests[1] == same
+    assert tests[2] == {"shapes_single": None, **same}  # GD's own single-object test set is dropped
+    from salseg.data import SaliencyDataModule
+
+    assert SaliencyDataModule(root="data", test=tests[2]).test_names == ["shapes"]
+    gd = compose("gd_shapes", entries["gd_shapes"]).model
+    assert list(gd.maps) == ["CNN2+3", "CNN1"]  # CNN1, CNN2 and CNN3 all trained
+    with pytest.raises(ConfigError, match=r"'quickstart' is a comparison of \['rc_shapes', 'menet_shapes', 'gd_"):
         compose("quickstart")
 
 

@@ -204,6 +204,8 @@ def test_datamodule_loaders_names_and_batches():
     assert order3 != order1
     assert "gt" not in next(iter(dm.train_dataloader()))
     assert dm.num_classes == 4
+    # a test set mapped to null is dropped (how a comparison entry removes one its experiment names)
+    assert _dm(test={"easy": None, "full": {"dataset": "shapes", "split": "test", "size": 3}}).test_names == ["full"]
 
 
 def test_datamodule_config_errors():

@@ -10,6 +10,7 @@ from salseg.methods.gd_saliency.classifier import (
     GDClassifier,
     WeightsNotFound,
     build_backbone,
+    build_classifier,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -79,12 +80,28 @@ def test_weights_from_the_hub_cache_or_a_path_and_clear_errors(tmp_path, monkeyp
     assert torch.equal(loaded.conv1.weight, reference.conv1.weight)
     torch.save(reference.state_dict(), tmp_path / "mine.pth")
     assert torch.equal(build_backbone("resnet18", str(tmp_path / "mine.pth")).fc.weight, reference.fc.weight)
-    with pytest.raises(ValueError, match="does not fit torchvision's resnet34"):
+    with pytest.raises(ValueError, match="does not fit resnet34"):
         build_backbone("resnet34", str(tmp_path / "mine.pth"))
     with pytest.raises(WeightsNotFound, match="no file"):
         build_backbone("resnet18", str(tmp_path / "absent.pth"))
     with pytest.raises(ValueError, match="unknown backbone 'resnet19'"):
         build_backbone("resnet19", None)
+
+
+def test_mini_vgg_is_built_from_scratch_or_a_path_and_never_from_imagenet(tmp_path):
+    from salseg.methods.gd_saliency.classifier import MiniVGG
+
+    net = build_backbone("mini_vgg", None)
+    assert isinstance(net, MiniVGG) and net(torch.rand(2, 3, 64, 64)).shape == (2, 1000)
+    model, head = build_classifier("CNN3", 4, "mini_vgg", None)
+    assert head == "classifier" and model.eval()(torch.rand(2, 3, 40, 56)).shape == (2, 8)  # any size
+    torch.save(net.state_dict(), tmp_path / "mini.pth")
+    assert torch.equal(build_backbone("mini_vgg", str(tmp_path / "mini.pth")).classifier.weight,
+                       net.classifier.weight)
+    with pytest.raises(ValueError, match="suite's own small network: it has no ImageNet weights"):
+        build_backbone("mini_vgg", "imagenet")
+    with pytest.raises(ValueError, match="the suite's: mini_vgg"):
+        build_backbone("mini_vggg", None)
 
 
 def test_fill_defaults_to_the_training_sets_mean_colour():

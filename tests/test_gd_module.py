@@ -19,7 +19,7 @@ def test_short_run_trains_the_classifiers_and_scores_every_map_and_stage(tmp_pat
 
     cfg = compose("gd_shapes", [
         "logger=csv", "data.num_workers=0", "data.train.size=16", "data.batch_size=8", "data.val.size=8",
-        "data.test.shapes.size=4", "data.eval_batch_size=4", "trainer.max_epochs=1", "data.image_size=32",
+        "data.test.shapes_single.size=4", "data.eval_batch_size=4", "trainer.max_epochs=1", "data.image_size=32",
         "trainer.log_every_n_steps=1", "model.cost_steps=2", "model.refine=slic", "model.refine_stages=true",
         "model.maps=[CNN2+3,gradient]", "model.n_segments=20", f"runs_dir={tmp_path}"])
     result = run(cfg)
@@ -28,7 +28,7 @@ def test_short_run_trains_the_classifiers_and_scores_every_map_and_stage(tmp_pat
     assert list(doc["maps"]) == ["CNN2+3", "CNN2+3_smoothed", "CNN2+3_refined", "gradient", "gradient_smoothed",
                                  "gradient_refined"]
     for per_ds in doc["maps"].values():
-        assert all(0.0 <= v <= 1.0 for v in per_ds["shapes"].values())
+        assert list(per_ds) == ["shapes_single"] and all(0.0 <= v <= 1.0 for v in per_ds["shapes_single"].values())
     logged = (result.run_dir / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0]
     for key in ("train/CNN1_loss", "train/CNN2_loss", "train/CNN3_loss", "val/CNN1_top1_error",
                 "val/CNN3_top1_error"):

@@ -1,16 +1,18 @@
 """Segmentation from saliency (paper 002 Sec. 4): seeded refinement, region hierarchy, Jaccard selection, scores."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
-from salseg.metrics.segmentation import BinarySegmentationScores, f_beta_and_jaccard
 from salseg.methods.gd_saliency.segment import (
     region_hierarchy,
     seeded_refinement,
     segment_from_saliency,
     select_proposal,
 )
+from salseg.metrics.segmentation import BinarySegmentationScores, f_beta_and_jaccard
 
 
 def _scene(seed: int = 0):
@@ -61,7 +63,7 @@ def test_hierarchy_is_nested_and_coarsens():
     levels = region_hierarchy(img, n_segments=100)
     counts = [len(np.unique(lv)) for lv in levels]
     assert counts == sorted(counts, reverse=True) and counts[-1] < counts[0]
-    for fine, coarse in zip(levels[:-1], levels[1:]):  # every fine region lies inside one coarse region
+    for fine, coarse in itertools.pairwise(levels):  # every fine region lies inside one coarse region
         for label in np.unique(fine):
             assert len(np.unique(coarse[fine == label])) == 1
 

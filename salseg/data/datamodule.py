@@ -219,7 +219,8 @@ class SaliencyDataModule(LightningDataModule):
         root: data root (``${SALSEG_DATA}``), holding one folder per dataset in its standard layout.
         train: a dataset spec for training, or None.
         val: None, one spec, a list of specs, or a {display name: spec} mapping.
-        test: {display name: spec} (also accepted: one spec, a list of specs).
+        test: {display name: spec} (also accepted: one spec, a list of specs). A name mapped to null is dropped,
+            so ``data.test.<name>=null`` removes a test set an experiment names.
         image_size: network input side S (images and masks are resized to S x S).
         batch_size: training batch size. eval_batch_size: val/test batch size (default: batch_size).
         num_workers: DataLoader workers per loader.
@@ -283,6 +284,8 @@ class SaliencyDataModule(LightningDataModule):
                 return self._parse(specs, role, None)
             out = []
             for name, spec in specs.items():
+                if spec is None:  # `data.test.<name>=null` drops a test set an experiment or group file names
+                    continue
                 out += self._parse(spec, role, str(name))
             return self._dedupe(out)
         if isinstance(specs, (list, tuple)):

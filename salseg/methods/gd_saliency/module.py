@@ -30,13 +30,14 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from .classifier import (
     FINETUNE,
+    OPTIMIZERS,
     ImageClassifier,
     build_backbone,
     build_classifier,
     cnn_inputs,
     finetune_groups,
     freeze_all_but_head,
-    sgd_with_milestones,
+    optimizer_with_milestones,
     training_mean_colour,
 )
 from .generator import GDSaliency, average_maps
@@ -71,7 +72,8 @@ class GDSaliencyMethod(L.LightningModule):
 
     def __init__(self, num_classes: int = 4, backbone: str = "resnet18", weights: str | None = "imagenet",
                  finetune: str = "all", head_lr_mult: float = 10.0, lr: float = 0.01, momentum: float = 0.9,
-                 weight_decay: float = 5e-4, milestones: Sequence[int] = (), gamma: float = 0.1,
+                 weight_decay: float = 5e-4, optimizer: str = "sgd", milestones: Sequence[int] = (),
+                 gamma: float = 0.1,
                  fill: Sequence[float] | None = None, fill_samples: int = 200,
                  maps: Sequence[str] = ("CNN2+3", "CNN1", "CNN2", "CNN3", "gradient"), cost_steps: int = 35,
                  step_size: float = 20 / 255, decay: float = 0.999, normalize_step: bool = True,
@@ -94,6 +96,8 @@ class GDSaliencyMethod(L.LightningModule):
         missing = [m for m in segment if m not in maps]
         if missing:
             raise ValueError(f"model.segment names maps that model.maps does not make: {missing} (maps: {maps})")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         if seg_seeder not in SEEDERS:
             raise ValueError(f"model.seg_seeder must be one of {SEEDERS}, got {seg_seeder!r}")
         if finetune in ("last", "none") and weights is None:
@@ -159,7 +163,7 @@ class GDSaliencyMethod(L.LightningModule):
         hp = self.hparams
         groups = [g for cnn, net in self.cnns.items()
                   for g in finetune_groups(net, self._head(cnn), hp.finetune, hp.lr, hp.head_lr_mult)]
-        return sgd_with_milestones(groups, hp)
+        return optimizer_with_milestones(groups, hp)
 
     # ------------------------------------------------------------------------------------------ maps
     def _generator(self, cnn: str, cost: str) -> GDSaliency:
