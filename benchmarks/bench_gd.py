@@ -3,7 +3,8 @@ batched generation against a per-image loop at the same T.
 
     .venv/bin/python benchmarks/bench_gd.py [--device cuda] [--size 112] [--batch 16] [--steps 10] [--repeats 3]
 
-The classifier is torchvision's ResNet-18 (random weights: the time does not depend on them) in eval mode behind
+The images are the embedded shapes test split at ``--size``. The classifier is torchvision's ResNet-18 (random
+weights: the time does not depend on them) in eval mode behind
 the suite's [0, 1] -> ImageNet normalisation; the cost is paper 001's clamped cost. Batched = ONE forward and
 backward of the summed cost per step for the whole batch; the loop runs the same generator on one image at a time.
 The gradient baseline (one backward, Captum) is timed too. Each figure is the median of ``--repeats`` timed runs
@@ -26,6 +27,7 @@ import torchvision
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from salseg.data.shapes import ShapesDataset
 from salseg.methods.gd_saliency import GDSaliency
 from salseg.methods.gd_saliency.classifier import ImageClassifier
 from salseg.methods.gd_saliency.gradient import gradient_saliency
@@ -59,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = ImageClassifier(torchvision.models.resnet18(weights=None)).to(device).eval()
-    x = torch.rand(args.batch, 3, args.size, args.size, device=device)
+    # real images (the embedded shapes test split): SLIC, refinement and segmentation depend on the content
+    shapes = ShapesDataset(split="test", size=args.batch, image_size=args.size)
+    x = torch.stack([shapes[i]["image"] for i in range(args.batch)]).to(device)
     with torch.no_grad():
         labels = model(x).argmax(1)
     gen = GDSaliency(model, "clamped", steps=args.steps)

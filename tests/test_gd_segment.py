@@ -82,6 +82,19 @@ def test_seeded_refinement_recovers_objects_from_a_blurred_map(seeder):
     assert _jaccard(refined > 0.5, gt) > 0.9
 
 
+def test_a_flat_image_merges_into_one_region_and_one_superpixel_needs_no_graph():
+    flat = np.full((20, 24, 3), 0.5)
+    levels = region_hierarchy(flat, n_segments=30)
+    assert len(np.unique(levels[0])) > 1 and len(np.unique(levels[-1])) == 1  # colour distance 0: all merge
+    single = region_hierarchy(flat, n_segments=1)  # one superpixel: no adjacency graph to build (it would raise)
+    assert single.shape == (8, 20, 24) and not single.any()
+    s = np.zeros((20, 24))
+    s[5:10, 5:10] = 1.0
+    result = segment_from_saliency(s, flat, runs=3, n_segments=1)
+    assert result.mask.all() and result.n_proposals == 1  # the only proposal: the whole image
+    assert result.jaccard == pytest.approx((result.refined > 0.5).sum() / 480)
+
+
 def test_seeded_refinement_edge_cases():
     img, _ = _scene()
     assert not seeded_refinement(np.zeros((48, 64)), img, runs=2).any()

@@ -107,7 +107,7 @@ def region_hierarchy(image, *, n_segments: int = 200, compactness: float = 20.0,
     lab = color.rgb2lab(rgb)
     levels = []
     for t in sorted(float(t) for t in thresholds):
-        if t <= 0:
+        if t <= 0 or base.max() == 0:  # one superpixel (a flat image): no graph to cut, every level is it
             levels.append(base)
             continue
         rag = graph.rag_mean_color(lab, base, mode="distance")
