@@ -1,0 +1,98 @@
+"""DCSP's training cues (paper 004; the method as the authors' code makes it concrete: DESIGN 6.3).
+
+Training sees image-level labels only. The cues are the pixel labels the segmentation network is trained on:
+
+* ``hierarchical_saliency``: class-agnostic saliency in passes. Run a salient-object model; replace the pixels above
+  a threshold (0.7) by the image's mean colour and run it again, so an object the first pass missed can now stand
+  out; repeat with the next threshold (0.8) on the running maximum; keep the pixel-wise maximum of all passes.
+* ``fuse_attention``: class attention maps from several input scales ({1, 0.75, 0.5}), resized to one size,
+  max-fused over the scales and min-max normalised per class.
+* ``make_cues``: per pixel and present class the harmonic mean of attention and saliency,
+  H_c = 2 A_c S / (A_c + S); background (0) where the best H over the present classes is below 0.4, else the
+  present class with the best H (as c + 1, so 0 stays background). Absent classes never win.
+
+Bad input: an image whose labels name no class has no cue to make (``ValueError``, naming the image); a class
+present in the labels whose attention is empty (all zero after fusion) gets H = 0 everywhere, so it never wins a
+pixel: ``make_cues`` reports those (image, class) pairs in ``CueResult.silent`` rather than failing, since an
+image-level label without any attention is a normal early-training event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+BACKGROUND = 0
+
+
+def hierarchical_saliency(saliency_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                          thresholds: Sequence[float] = (0.7, 0.8)) -> torch.Tensor:
+    """The pixel-wise maximum over ``1 + len(thresholds)`` passes of ``saliency_fn`` ((B, 3, H, W) in [0, 1] ->
+    (B, 1, H, W) in [0, 1]); before pass k + 1 the pixels whose running maximum exceeds ``thresholds[k]`` are
+    replaced by each image's mean colour (over all its pixels)."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+    mean = images.mean(dim=(2, 3), keepdim=True)
+    current = _check_saliency(saliency_fn(images), images)
+    for t in thresholds:
+        hidden = torch.where(current > float(t), mean, images)  # (B,1,H,W) condition broadcasts over RGB
+        current = torch.maximum(current, _check_saliency(saliency_fn(hidden), images))
+    return current
+
+
+def _check_saliency(s: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    want = (images.shape[0], 1, *images.shape[2:])
+    if tuple(s.shape) != want:
+        raise ValueError(f"the saliency model must return (B, 1, H, W) = {want} maps, got {tuple(s.shape)}")
+    return s
+
+
+def fuse_attention(per_scale: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+    """Class maps from several scales, each (B, C, h_s, w_s), -> (B, C, H, W): bilinear to ``size``, max over the
+    scales, then min-max normalised per image and class into [0, 1] (a constant map becomes 0)."""
+    if not per_scale:
+        raise ValueError("fuse_attention needs the class maps of at least one scale")
+    shapes = {tuple(m.shape[:2]) for m in per_scale}
+    if len(shapes) != 1:
+        raise ValueError(f"every scale must give (B, C, h, w) maps with the same B and C, got {sorted(shapes)}")
+    fused = torch.stack([F.interpolate(m.float(), size=size, mode="bilinear", align_corners=False)
+                         for m in per_scale]).amax(0)
+    lo = fused.amin(dim=(2, 3), keepdim=True)
+    hi = fused.amax(dim=(2, 3), keepdim=True)
+    return torch.where(hi > lo, (fused - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(fused))
+
+
+@dataclass
+class CueResult:
+    cues: torch.Tensor  # (B, H, W) int64: 0 background, c + 1 for class c
+    score: torch.Tensor  # (B, H, W) float: the best harmonic mean at each pixel
+    silent: list[tuple[int, int]]  # (image, class) pairs present in the labels with all-zero attention
+
+
+def make_cues(attention: torch.Tensor, saliency: torch.Tensor, labels: torch.Tensor,
+              background_threshold: float = 0.4, names: Sequence[str] | None = None) -> CueResult:
+    """Cues from attention (B, C, H, W) in [0, 1], saliency (B, 1, H, W) in [0, 1] and multi-hot labels (B, C)."""
+    if attention.ndim != 4 or saliency.ndim != 4 or saliency.shape[1] != 1:
+        raise ValueError(f"attention must be (B, C, H, W) and saliency (B, 1, H, W), got "
+                         f"{tuple(attention.shape)} and {tuple(saliency.shape)}")
+    if attention.shape[0] != saliency.shape[0] or attention.shape[2:] != saliency.shape[2:]:
+        raise ValueError(f"attention {tuple(attention.shape)} and saliency {tuple(saliency.shape)} differ in batch "
+                         f"or size")
+    if tuple(labels.shape) != tuple(attention.shape[:2]):
+        raise ValueError(f"labels must be (B, C) = {tuple(attention.shape[:2])}, got {tuple(labels.shape)}")
+    present = labels > 0.5
+    empty = (~present.any(1)).nonzero().ravel().tolist()
+    if empty:
+        which = [names[i] if names is not None else f"batch index {i}" for i in empty]
+        raise ValueError(f"no present class in the image-level labels of {which}: DCSP makes cues only for "
+                         f"images with at least one class")
+    a, s = attention.float(), saliency.float()
+    harmonic = 2 * a * s / (a + s).clamp_min(1e-12)                       # (B, C, H, W)
+    harmonic = torch.where(present[:, :, None, None], harmonic, torch.full_like(harmonic, -1.0))
+    score, best = harmonic.max(dim=1)
+    cues = torch.where(score >= background_threshold, best + 1, torch.full_like(best, BACKGROUND))
+    silent = [(int(b), int(c)) for b, c in (present & (attention.flatten(2).amax(2) <= 0)).nonzero().tolist()]
+    return CueResult(cues=cues.long(), score=score.clamp_min(0.0), silent=silent)

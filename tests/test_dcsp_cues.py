@@ -1,0 +1,78 @@
+"""DCSP cues on hand-made maps: the harmonic-mean fusion, the background threshold, the hierarchical saliency pass."""
+
+import pytest
+import torch
+
+from salseg.methods.dcsp import fuse_attention, hierarchical_saliency, make_cues
+
+
+def _maps():
+    """One 2x3 image, 3 classes (class 1 absent), saliency and attention by hand."""
+    s = torch.tensor([[[[1.0, 0.8, 0.5], [0.2, 0.9, 0.0]]]])
+    a = torch.zeros(1, 3, 2, 3)
+    a[0, 0] = torch.tensor([[1.0, 0.2, 0.5], [1.0, 0.9, 0.0]])
+    a[0, 1] = 1.0                                               # absent class: must never win
+    a[0, 2] = torch.tensor([[0.0, 0.9, 0.3], [0.0, 0.6, 1.0]])
+    return a, s, torch.tensor([[1.0, 0.0, 1.0]])
+
+
+def test_cues_are_the_best_harmonic_mean_of_present_classes_above_the_background_threshold():
+    a, s, labels = _maps()
+    out = make_cues(a, s, labels)
+    h = lambda x, y: 2 * x * y / (x + y) if x + y else 0.0
+    # pixel (0,0): class 0 h(1,1)=1 ; (0,1): class 0 h(.2,.8)=.32, class 2 h(.9,.8)=.847 -> 2
+    # (0,2): both h(.5,.5)=.5, h(.3,.5)=.375 -> class 0 ; (1,0): class 0 h(1,.2)=.333 < .4 -> background
+    # (1,1): class 0 h(.9,.9)=.9 > class 2 h(.6,.9)=.72 -> 0 ; (1,2): saliency 0 -> h = 0 -> background
+    assert out.cues.tolist() == [[[1, 3, 1], [0, 1, 0]]]
+    assert out.score[0, 0, 1].item() == pytest.approx(h(0.9, 0.8))
+    assert out.score[0, 1, 0].item() == pytest.approx(h(1.0, 0.2))
+    assert out.cues.dtype == torch.int64 and out.silent == []
+    # the threshold decides background: at 0.3, pixel (1,0) (h = 0.333) becomes class 0
+    assert make_cues(a, s, labels, background_threshold=0.3).cues[0, 1, 0].item() == 1
+
+
+def test_cue_bad_input_is_named_or_reported():
+    a, s, labels = _maps()
+    with pytest.raises(ValueError, match=r"no present class .*\['img_7'\]"):
+        make_cues(a, s, torch.zeros(1, 3), names=["img_7"])
+    silent = a.clone()
+    silent[0, 2] = 0.0                                          # present, but no attention at all
+    out = make_cues(silent, s, labels)
+    assert out.silent == [(0, 2)] and not (out.cues == 3).any()
+    with pytest.raises(ValueError, match="labels must be"):
+        make_cues(a, s, torch.ones(1, 4))
+    with pytest.raises(ValueError, match="differ"):
+        make_cues(a, s[..., :2], labels)
+
+
+def test_attention_fusion_takes_the_max_over_scales_and_normalises_each_class():
+    full = torch.zeros(1, 2, 4, 4)
+    full[0, 0, 0, 0] = 2.0
+    full[0, 1] = 5.0                                            # constant class map -> 0
+    half = torch.zeros(1, 2, 2, 2)
+    half[0, 0, 1, 1] = 4.0
+    fused = fuse_attention([full, half], (4, 4))
+    assert fused.shape == (1, 2, 4, 4) and fused[0, 1].abs().max() == 0
+    assert fused[0, 0].max() == 1.0 and fused[0, 0].min() == 0.0
+    assert fused[0, 0, 3, 3] == 1.0                             # the half-scale peak, upsampled, wins
+    assert 0 < fused[0, 0, 0, 0] < 1                            # the full-scale peak (2) after scaling by 4
+    with pytest.raises(ValueError, match="same B and C"):
+        fuse_attention([full, torch.zeros(1, 3, 2, 2)], (4, 4))
+
+
+def test_hierarchical_saliency_finds_what_the_first_pass_hid():
+    # a "model" that only sees the brightest region: pixels above 90 % of the image max
+    def brightest(x):
+        g = x.mean(1, keepdim=True)
+        return (g >= 0.9 * g.amax(dim=(2, 3), keepdim=True)).float()
+
+    img = torch.zeros(1, 3, 4, 4)
+    img[0, :, 0, 0] = 1.0                                       # the brightest object
+    img[0, :, 3, 3] = 0.6                                       # a dimmer one, missed by the first pass
+    once = brightest(img)
+    assert once[0, 0, 3, 3] == 0
+    s = hierarchical_saliency(brightest, img)
+    assert s[0, 0, 0, 0] == 1 and s[0, 0, 3, 3] == 1          # the second pass finds it, the max keeps both
+    assert torch.equal(hierarchical_saliency(brightest, img, thresholds=()), once)
+    with pytest.raises(ValueError, match=r"must return \(B, 1, H, W\)"):
+        hierarchical_saliency(lambda x: x, img)
