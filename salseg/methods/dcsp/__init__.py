@@ -1,5 +1,12 @@
-"""DCSP (paper 004): weakly-supervised semantic segmentation from saliency + attention cues (in progress: issue 5)."""
+"""DCSP (paper 004): weakly-supervised semantic segmentation from saliency + attention cues (in progress: issue 5).
 
+So far: ``cues`` (hierarchical saliency, attention fusion, cue fusion) and ``attention`` (the fully convolutional
+multi-label classifier). Still to come: the cue cache, the segmentation network and its training, the adapt
+round, the method module, experiments and the ``dcsp_cues`` ablation.
+"""
+
+from .attention import AttentionNet, multilabel_loss, multiscale_attention
 from .cues import CueResult, fuse_attention, hierarchical_saliency, make_cues
 
-__all__ = ["CueResult", "fuse_attention", "hierarchical_saliency", "make_cues"]
+__all__ = ["AttentionNet", "CueResult", "fuse_attention", "hierarchical_saliency", "make_cues", "multilabel_loss",
+           "multiscale_attention"]

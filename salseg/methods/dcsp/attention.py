@@ -1,0 +1,72 @@
+"""DCSP's class attention (paper 004; DESIGN 6.3): a fully convolutional multi-label classifier.
+
+The trunk of a backbone (its convolutional part) gives features; a 1x1 convolution turns them into one map per
+class; the image-level logits are the global AVERAGE of each class map, trained with sigmoid cross-entropy on the
+image-level labels. At cue time the class maps themselves are the attention: computed at the scales {1, 0.75, 0.5}
+of the input, resized, max-fused and min-max normalised per class (``cues.fuse_attention``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from salseg.backbones import IMAGENET_MEAN, IMAGENET_STD, build_backbone
+
+from .cues import fuse_attention
+
+
+def trunk_of(model: nn.Module, name: str) -> tuple[nn.Module, int]:
+    """(the convolutional part of a torchvision classifier, its output channels): ``features`` for VGG, MobileNet,
+    EfficientNet, ...; conv1..layer4 for ResNets; the suite's ``mini_vgg`` features."""
+    if hasattr(model, "layer4") and hasattr(model, "conv1"):
+        trunk = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool,
+                              model.layer1, model.layer2, model.layer3, model.layer4)
+    elif isinstance(getattr(model, "features", None), nn.Module):
+        trunk = model.features
+    else:
+        raise ValueError(f"backbone {name!r}: no convolutional trunk found (supported: models with a `features` "
+                         f"module, e.g. VGG / MobileNet / EfficientNet / mini_vgg, and ResNets)")
+    with torch.no_grad():
+        channels = trunk.eval()(torch.zeros(1, 3, 64, 64)).shape[1]
+    return trunk, int(channels)
+
+
+class AttentionNet(nn.Module):
+    """Images in [0, 1] (B, 3, H, W) -> ``class_maps`` (B, C, h, w); ``forward`` -> logits (B, C) (their mean)."""
+
+    def __init__(self, num_classes: int, backbone: str = "resnet18", weights: str | None = "imagenet"):
+        super().__init__()
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.trunk, channels = trunk_of(build_backbone(backbone, weights), backbone)
+        self.classifier = nn.Conv2d(channels, int(num_classes), kernel_size=1)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def class_maps(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.trunk((images - self.mean) / self.std))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.class_maps(images).mean(dim=(2, 3))
+
+
+def multilabel_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Sigmoid cross-entropy on the image-level multi-hot labels, averaged over images and classes."""
+    return F.binary_cross_entropy_with_logits(logits, labels.float())
+
+
+@torch.no_grad()
+def multiscale_attention(net: AttentionNet, images: torch.Tensor,
+                         scales: Sequence[float] = (1.0, 0.75, 0.5)) -> torch.Tensor:
+    """Attention (B, C, H, W) in [0, 1] at the images' size: the class maps at each scale of the input, fused."""
+    size = tuple(images.shape[-2:])
+    maps = []
+    for s in scales:
+        x = images if s == 1.0 else F.interpolate(images, scale_factor=float(s), mode="bilinear",
+                                                   align_corners=False, recompute_scale_factor=False)
+        maps.append(net.class_maps(x))
+    return fuse_attention(maps, size)
