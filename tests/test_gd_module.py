@@ -117,3 +117,17 @@ def test_finetune_none_keeps_the_pretrained_head_and_trains_nothing(tmp_path):
     assert doc["n_images"] == {"msra10k": len(stems)} and doc["primary_map"] == "clamped"
     assert {"clamped_smoothed", "clamped_refined", "gradient"} <= set(doc["maps"])
     assert not (result.run_dir / "csv" / "version_0" / "metrics.csv").read_text().count("train/")
+
+
+def test_segmentation_of_an_image_does_not_depend_on_its_batch():
+    torch.manual_seed(0)
+    model = GDSaliencyMethod(**SMALL, maps=("CNN1",), segment=("CNN1",), seg_runs=3, seg_segments=30).eval()
+    x = torch.rand(3, 3, 32, 32)
+    names = ["a", "b", "c"]
+    batch = model.test_step({"image": x, "name": names}, 0)
+    assert set(batch) == {"CNN1", "CNN1_seeded", "CNN1_segmentation"} and model.binary_maps == {"CNN1_segmentation"}
+    assert set(torch.unique(batch["CNN1_segmentation"]).tolist()) <= {0.0, 1.0}
+    alone = model.test_step({"image": x[2:], "name": names[2:]}, 0)
+    assert torch.equal(alone["CNN1_seeded"][0], batch["CNN1_seeded"][2])
+    with pytest.raises(ValueError, match="model.segment names maps that model.maps does not make"):
+        GDSaliencyMethod(**SMALL, maps=("CNN1",), segment=("CNN2+3",))

@@ -21,6 +21,7 @@ and Jaccard (``binary_maps``).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 import lightning as L
@@ -218,22 +219,25 @@ class GDSaliencyMethod(L.LightningModule):
         """Outputs that are binary segmentations: the evaluation adds F_beta and Jaccard for them."""
         return {f"{name}_segmentation" for name in self.hparams.segment}
 
-    def segmentations(self, maps: dict[str, torch.Tensor], images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """X_seeded and X_segmentation for every map X in ``segment`` (per image, on the CPU)."""
+    def segmentations(self, maps: dict[str, torch.Tensor], images: torch.Tensor,
+                      names: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """X_seeded and X_segmentation for every map X in ``segment`` (per image, on the CPU). The random seeds
+        of an image come from its name (``names``), so its segmentation does not depend on the batch it is in."""
         hp = self.hparams
+        seeds = [zlib.crc32(str(n).encode()) for n in names] if names is not None else list(range(len(images)))
         out: dict[str, torch.Tensor] = {}
         for name in hp.segment:
             results = [segment_from_saliency(m, img, delta=hp.seg_delta, n_seeds=hp.seg_seeds, runs=hp.seg_runs,
                                              seeder=hp.seg_seeder, n_segments=hp.seg_segments,
-                                             compactness=hp.seg_compactness, seed=i)
-                       for i, (m, img) in enumerate(zip(maps[name].cpu(), images.cpu()))]
+                                             compactness=hp.seg_compactness, seed=seed)
+                       for seed, m, img in zip(seeds, maps[name].cpu(), images.cpu())]
             out[f"{name}_seeded"] = _stack([r.refined for r in results], images.device)
             out[f"{name}_segmentation"] = _stack([r.mask for r in results], images.device)
         return out
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
         maps = self.saliency_maps(batch["image"])
-        return {**maps, **self.segmentations(maps, batch["image"])}
+        return {**maps, **self.segmentations(maps, batch["image"], batch.get("name"))}
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
         return self.test_step(batch, batch_idx, dataloader_idx)
