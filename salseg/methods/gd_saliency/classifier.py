@@ -36,6 +36,7 @@ from salseg.backbones import (  # noqa: F401  (re-exported: the classifiers' wei
     hub_weights_file,
 )
 from salseg.data.masking import dataset_mean_colour, mask_objects
+from salseg.validation import one_of
 
 KINDS = ("CNN1", "CNN2", "CNN3")
 FINETUNE = ("all", "all_boost_last", "last")
@@ -126,8 +127,7 @@ def optimizer_with_milestones(groups: list[dict], hp):
     with ``hp.weight_decay``, for classifiers trained from scratch) with an optional step-wise MultiStepLR at
     ``hp.milestones``."""
     name = hp.get("optimizer", "sgd")
-    if name not in OPTIMIZERS:
-        raise ValueError(f"model.optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    one_of("model.optimizer", name, OPTIMIZERS)
     if name == "sgd":
         opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
     else:
@@ -149,14 +149,11 @@ class GDClassifier(L.LightningModule):
                  milestones: tuple[int, ...] = (), gamma: float = 0.1, fill: tuple[float, float, float] | None = None,
                  fill_samples: int = 200):
         super().__init__()
-        if cnn not in KINDS:
-            raise ValueError(f"model.cnn must be one of {KINDS}, got {cnn!r}")
-        if finetune not in FINETUNE:
-            raise ValueError(f"model.finetune must be one of {FINETUNE}, got {finetune!r}")
+        one_of("model.cnn", cnn, KINDS)
+        one_of("model.finetune", finetune, FINETUNE)
         if int(num_classes) < 1:
             raise ValueError(f"model.num_classes must be >= 1, got {num_classes}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        one_of("model.optimizer", optimizer, OPTIMIZERS)
         if finetune == "last" and weights is None:
             raise ValueError(f"model.finetune={finetune!r} fine-tunes pretrained weights, but model.weights is null")
         self.save_hyperparameters()

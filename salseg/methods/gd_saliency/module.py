@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from salseg.validation import one_of
+
 from .classifier import (
     FINETUNE,
     OPTIMIZERS,
@@ -88,19 +90,14 @@ class GDSaliencyMethod(L.LightningModule):
         unknown = sorted(set(maps) - set(MAPS))
         if not maps or unknown:
             raise ValueError(f"model.maps must name some of {MAPS}, got {maps}")
-        if refine not in REFINES:
-            raise ValueError(f"model.refine must be one of {REFINES}, got {refine!r}")
-        if refine_recipe not in RECIPES:
-            raise ValueError(f"model.refine_recipe must be one of {RECIPES}, got {refine_recipe!r}")
-        if finetune not in FINETUNE_OR_NONE:
-            raise ValueError(f"model.finetune must be one of {FINETUNE_OR_NONE}, got {finetune!r}")
+        one_of("model.refine", refine, REFINES)
+        one_of("model.refine_recipe", refine_recipe, RECIPES)
+        one_of("model.finetune", finetune, FINETUNE_OR_NONE)
         missing = [m for m in segment if m not in maps]
         if missing:
             raise ValueError(f"model.segment names maps that model.maps does not make: {missing} (maps: {maps})")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-        if seg_seeder not in SEEDERS:
-            raise ValueError(f"model.seg_seeder must be one of {SEEDERS}, got {seg_seeder!r}")
+        one_of("model.optimizer", optimizer, OPTIMIZERS)
+        one_of("model.seg_seeder", seg_seeder, SEEDERS)
         if finetune in ("last", "none") and weights is None:
             raise ValueError(f"model.finetune={finetune!r} uses pretrained weights, but model.weights is null")
         self.save_hyperparameters()

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 
+from salseg.validation import one_of
+
 from .loss import MINING_SCORES, VARIANTS, MEnetLoss
 from .network import MEnetNetwork, describe
 from .saliency import ce_saliency, metric_saliency
@@ -74,14 +76,10 @@ class MEnet(L.LightningModule):
         channels_last: bool = True,
     ) -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"model.variant must be one of {VARIANTS}, got {variant!r}")
-        if mining_score not in MINING_SCORES:
-            raise ValueError(f"model.mining_score must be one of {MINING_SCORES}, got {mining_score!r}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"model.optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-        if schedule not in SCHEDULES:
-            raise ValueError(f"model.schedule must be one of {SCHEDULES}, got {schedule!r}")
+        one_of("model.variant", variant, VARIANTS)
+        one_of("model.mining_score", mining_score, MINING_SCORES)
+        one_of("model.optimizer", optimizer, OPTIMIZERS)
+        one_of("model.schedule", schedule, SCHEDULES)
         if not 0 < float(warmup) < 1:
             raise ValueError(f"model.warmup must be a fraction in (0, 1) of the run, got {warmup!r}")
         milestones = [int(m) for m in milestones]
