@@ -26,7 +26,8 @@ from salseg.config import (
     load_comparison,
 )
 
-TABLE_METRICS = ("maxF", "meanF", "adpF", "maxF_pr", "MAE", "Sm", "maxEm", "wF", "segF", "Jaccard")
+TABLE_METRICS = ("mIoU", "pixAcc", "train_cues_mIoU", "train_adapted_cues_mIoU", "maxF", "meanF", "adpF", "maxF_pr",
+                 "MAE", "Sm", "maxEm", "wF", "segF", "Jaccard")
 
 
 def run_ablation(name: str, extra_overrides: list[str] = (), runs_dir: str | None = None) -> Path:
@@ -84,8 +85,8 @@ def _run_and_compare(kind: str, name: str, plan: list[Variant], extra_overrides:
             raise ConfigError(f"{kind} {name}, variant {v.name!r}: the run made no map {map_name!r}; it made "
                               f"{list(result.metrics)}")
         rows[v.name] = result.metrics[map_name]
-        for dataset, c in result.curves[map_name].items():
-            curves[f"{v.name} ({dataset})" if len(result.curves[map_name]) > 1 else v.name] = c["pr"]
+        for dataset, c in result.curves.get(map_name, {}).items():
+            curves[f"{v.name} ({dataset})" if len(result.curves.get(map_name, {})) > 1 else v.name] = c["pr"]
         run_dirs[v.name] = str(result.run_dir)
     base = plan[0].experiment
     out = Path(runs_dir or compose(base, list(extra_overrides)).runs_dir) / out_subdir / stamp

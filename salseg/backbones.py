@@ -57,15 +57,16 @@ class MiniVGG(nn.Module):
 SUITE_BACKBONES = {"mini_vgg": MiniVGG}  # trained from scratch only (weights: null or a path)
 
 
-def build_backbone(name: str, weights: str | None = "imagenet") -> nn.Module:
+def build_backbone(name: str, weights: str | None = "imagenet", **kwargs) -> nn.Module:
     """A torchvision classifier with ImageNet weights from the hub cache, a state dict at a path, or none; or one
-    of the suite's small from-scratch backbones (``SUITE_BACKBONES``)."""
+    of the suite's small from-scratch backbones (``SUITE_BACKBONES``). ``kwargs`` go to the torchvision builder
+    (e.g. ``replace_stride_with_dilation`` for a ResNet)."""
     known = torchvision.models.list_models(module=torchvision.models)
     if name in SUITE_BACKBONES:
         if weights == "imagenet":
             raise ValueError(f"backbone {name!r} is the suite's own small network: it has no ImageNet weights "
                              f"(model.weights: null trains it from scratch, or give a state dict path)")
-        model = SUITE_BACKBONES[name]()
+        model = SUITE_BACKBONES[name](**kwargs)
         if weights is not None:
             _load_state(model, Path(weights), name)
         return model
@@ -73,7 +74,7 @@ def build_backbone(name: str, weights: str | None = "imagenet") -> nn.Module:
         raise ValueError(f"unknown backbone {name!r}; torchvision classification models: {', '.join(sorted(known))}"
                          f"; the suite's: {', '.join(SUITE_BACKBONES)}")
     if weights is None:
-        return torchvision.models.get_model(name, weights=None)
+        return torchvision.models.get_model(name, weights=None, **kwargs)
     if weights == "imagenet":
         enum, path = hub_weights_file(name)
         if not path.is_file():
@@ -81,8 +82,8 @@ def build_backbone(name: str, weights: str | None = "imagenet") -> nn.Module:
                 f"ImageNet weights for {name} are not in the torch hub cache: expected {path} (torchvision's "
                 f"{Path(enum.url).name}). Copy the file there (no download happens at run time), give a state dict "
                 f"with model.weights=/path/to/{name}.pth, or set model.weights=null to train from scratch")
-        return torchvision.models.get_model(name, weights=enum)  # found in the cache: no network
-    model = torchvision.models.get_model(name, weights=None)
+        return torchvision.models.get_model(name, weights=enum, **kwargs)  # found in the cache: no network
+    model = torchvision.models.get_model(name, weights=None, **kwargs)
     _load_state(model, Path(weights), name)
     return model
 

@@ -80,3 +80,19 @@ def saliency_grid(images: Sequence[np.ndarray], gts: Sequence[np.ndarray], preds
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def label_palette() -> np.ndarray:
+    """(256, 3) uint8 colours for label maps: PASCAL VOC's palette (0 black background, 1 dark red, ...: the bits
+    of the label spread over the colour channels), 255 (ignore) white, so a grid reads like the VOC masks."""
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for label in range(256):
+        c, r, g, b = label, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= ((c >> 0) & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette[label] = (r, g, b)
+    palette[255] = (255, 255, 255)
+    return palette

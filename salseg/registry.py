@@ -19,6 +19,7 @@ MODELS = {
     "menet": "salseg.methods.menet.module:MEnet",
     "gd_classifier": "salseg.methods.gd_saliency.classifier:GDClassifier",
     "gd_saliency": "salseg.methods.gd_saliency.module:GDSaliencyMethod",
+    "dcsp": "salseg.methods.dcsp.module:DCSP",
 }
 
 

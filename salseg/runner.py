@@ -69,7 +69,7 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
     loggers = tracking.make_loggers(container, run_dir)
     evaluation = SODEvaluation(run_dir, save_maps=container["save_maps"],
                                log_images=container["logger"].get("log_images", True))
-    callbacks = [evaluation]
+    callbacks = [evaluation, ModelKindStamp(container["model"]["kind"])]
     if trainable:
         callbacks += [
             # checkpoints/last.ckpt, rewritten (atomically) at every epoch end, so a killed run loses at most one
@@ -112,6 +112,18 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
         _print_summary(container["name"], evaluation)
     tracking.finish_loggers(loggers)
     return result
+
+
+def ModelKindStamp(kind: str):  # noqa: N802 - a callback factory (Lightning is imported lazily)
+    """A callback that writes ``salseg_model: <kind>`` into every checkpoint, so another method can load it by
+    kind (DCSP's saliency model) without guessing from its weights."""
+    from lightning.pytorch import Callback
+
+    class _Stamp(Callback):
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+            checkpoint["salseg_model"] = kind
+
+    return _Stamp()
 
 
 def load_for_test(cls, ckpt_path: str, model_cfg: dict):

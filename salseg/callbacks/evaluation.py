@@ -10,20 +10,32 @@ exactly the images one process would.
 A method whose ``binary_maps`` property names some of its maps (binary segmentations, e.g. GD saliency's
 ``X_segmentation``) also gets ``segF`` and ``Jaccard`` for those (:class:`BinarySegmentationScores`), beside the
 SOD metrics.
+
+A method whose ``semantic_maps`` property names some of its outputs (semantic segmentations, e.g. DCSP's) returns
+for each either class scores (B, C, h, w) float, upsampled bilinearly to the ORIGINAL ground-truth size before the
+argmax, or labels (B, h, w) int64, resized by nearest neighbour; they are scored against ``batch["gt_class"]``
+(0 background, c + 1 class c, 255 ignored) with mIoU, pixel accuracy and the IoU of every class
+(:class:`SemanticSegmentationScores`; class names from the method's ``class_names``), instead of the SOD metrics.
+The method's ``run_scores`` (e.g. DCSP's training-cue mIoU) are added to every semantic map's results.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback
 
 from salseg import plots
 from salseg.metrics import SODMetrics
-from salseg.metrics.segmentation import BinarySegmentationScores
+from salseg.metrics.segmentation import (
+    BinarySegmentationScores,
+    SemanticSegmentationScores,
+)
 
 
 def to_gt_resolution(maps: torch.Tensor, gts: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -34,6 +46,27 @@ def to_gt_resolution(maps: torch.Tensor, gts: list[torch.Tensor]) -> list[torch.
         if m.shape[-2:] != gt.shape[-2:]:
             m = F.interpolate(m[None], size=tuple(gt.shape[-2:]), mode="bilinear", align_corners=False)[0]
         out.append((m[0].clamp(0, 1) * 255).round().to(torch.uint8))
+    return out
+
+
+def labels_at_gt_resolution(outputs: torch.Tensor, gts: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Semantic outputs -> one (H, W) int64 label map per image at its GT's size: class scores (B, C, h, w) are
+    upsampled bilinearly and then arg-maxed; labels (B, h, w) are resized by nearest neighbour."""
+    out = []
+    for o, gt in zip(outputs, gts):
+        size = tuple(gt.shape[-2:])
+        if o.is_floating_point():
+            if o.ndim != 3:
+                raise ValueError(f"semantic scores must be (B, C, h, w), got an item of shape {tuple(o.shape)}")
+            if o.shape[-2:] != size:
+                o = F.interpolate(o[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+            out.append(o.argmax(0))
+        else:
+            if o.ndim != 2:
+                raise ValueError(f"semantic labels must be (B, h, w) integers, got an item of shape {tuple(o.shape)}")
+            if o.shape != size:
+                o = F.interpolate(o[None, None].float(), size=size, mode="nearest")[0, 0]
+            out.append(o.long())
     return out
 
 
@@ -48,6 +81,7 @@ class SODEvaluation(Callback):
         self.counts: dict[str, int] = {}
         self.metrics: dict[tuple[str, str], SODMetrics] = {}
         self.segmentation_metrics: dict[tuple[str, str], BinarySegmentationScores] = {}
+        self.semantic_metrics: dict[tuple[str, str], SemanticSegmentationScores] = {}
         self.map_names: list[str] = []  # in the order the method returns them: the first is the primary map
         self.dataset_names: list[str] = []
 
@@ -67,19 +101,29 @@ class SODEvaluation(Callback):
         self.dataset_names = self._names(trainer)
         self.metrics, self.map_names, self.segmentation_metrics = {}, [], {}
         self.binary_maps = set(getattr(pl_module, "binary_maps", ()) or ())
+        self.semantic_maps = set(getattr(pl_module, "semantic_maps", ()) or ())
+        self.semantic_metrics = {}
+        # the segmentation classes, background first (e.g. DCSP's ["background", "aeroplane", ...])
+        self.class_names = list(getattr(pl_module, "class_names", None) or []) if self.semantic_maps else []
+        if self.semantic_maps and not self.class_names:
+            raise AttributeError(f"{type(pl_module).__name__} returns semantic maps {sorted(self.semantic_maps)} "
+                                 f"but has no class_names (background first)")
         self.grid: dict[str, dict[str, list]] = {}
         self.results, self.curves, self.counts = {}, {}, {}
 
-    def _metric(self, map_name: str, dataset: str, device) -> SODMetrics:
+    def _metric(self, map_name: str, dataset: str, device):
         if map_name not in self.map_names:
             # Create the metric for EVERY test dataset at once: under DDP each process must reduce the same
             # states in the same order, even a process that happened to get no image of some dataset.
             self.map_names.append(map_name)
             for ds in self.dataset_names:
+                if map_name in self.semantic_maps:
+                    self.semantic_metrics[(map_name, ds)] = SemanticSegmentationScores(self.class_names).to(device)
+                    continue
                 self.metrics[(map_name, ds)] = SODMetrics().to(device)
                 if map_name in self.binary_maps:
                     self.segmentation_metrics[(map_name, ds)] = BinarySegmentationScores().to(device)
-        return self.metrics[(map_name, dataset)]
+        return self.semantic_metrics.get((map_name, dataset)) or self.metrics[(map_name, dataset)]
 
     def _agree_on_map_names(self, trainer, device) -> None:
         """Under DDP a process that got no batch at all has seen no map name: take rank 0's list, plus any
@@ -105,6 +149,9 @@ class SODEvaluation(Callback):
         gts = [g.to(pl_module.device) for g in batch["gt"]]
         self.counts[dataset] = self.counts.get(dataset, 0) + len(gts)
         for i, (map_name, maps) in enumerate(outputs.items()):
+            if map_name in self.semantic_maps:
+                self._semantic_batch(pl_module, map_name, dataset, maps, batch, first=i == 0)
+                continue
             if maps.ndim != 4 or maps.shape[1] != 1 or maps.shape[0] != len(gts):
                 raise ValueError(f"test_step map {map_name!r}: expected shape (B=={len(gts)},1,h,w), got {tuple(maps.shape)}")
             preds = to_gt_resolution(maps.detach(), gts)
@@ -116,14 +163,30 @@ class SODEvaluation(Callback):
             if self.save_maps:
                 self._write_maps(map_name, dataset, batch["name"], preds)
 
+    def _semantic_batch(self, pl_module, map_name: str, dataset: str, outputs, batch, first: bool) -> None:
+        if "gt_class" not in batch:
+            raise KeyError(f"semantic map {map_name!r}: the test set {dataset!r} gives no 'gt_class' (pixel class "
+                           f"labels); semantic segmentation is scored on VOC, COCO or shapes")
+        gts = [g.to(pl_module.device) for g in batch["gt_class"]]
+        if len(outputs) != len(gts):
+            raise ValueError(f"test_step semantic map {map_name!r}: {len(outputs)} outputs for {len(gts)} images")
+        labels = labels_at_gt_resolution(outputs.detach(), gts)
+        self._metric(map_name, dataset, pl_module.device).update(labels, gts)
+        if first:
+            palette = plots.label_palette()
+            self._collect_grid(dataset, batch, [palette[p.cpu().numpy()] for p in labels],
+                               [palette[g.cpu().numpy()] for g in gts])
+        if self.save_maps:
+            self._write_maps(map_name, dataset, batch["name"], [p.to(torch.uint8) for p in labels])
+
     def _collect_grid(self, dataset: str, batch, preds, gts) -> None:
         g = self.grid.setdefault(dataset, {"images": [], "gts": [], "preds": [], "names": []})
         for j in range(len(preds)):
             if len(g["images"]) >= self.grid_size:
                 return
             g["images"].append(batch["image"][j].detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy())
-            g["gts"].append(gts[j].cpu().numpy())
-            g["preds"].append(preds[j].cpu().numpy())
+            g["gts"].append(np.asarray(gts[j].cpu() if isinstance(gts[j], torch.Tensor) else gts[j]))
+            g["preds"].append(np.asarray(preds[j].cpu() if isinstance(preds[j], torch.Tensor) else preds[j]))
             g["names"].append(batch["name"][j])
 
     def _write_maps(self, map_name: str, dataset: str, names, preds) -> None:
@@ -144,6 +207,15 @@ class SODEvaluation(Callback):
             for ds in self.dataset_names
         }
         flat: dict[str, float] = {}
+        run_scores = {k: float(v) for k, v in (getattr(pl_module, "run_scores", None) or {}).items()}
+        for (map_name, dataset), metric in self.semantic_metrics.items():
+            if self.counts[dataset] == 0:
+                raise RuntimeError(f"test set {dataset!r} produced no batch: nothing to score")
+            values = {k: float(v) for k, v in metric.compute().items()}
+            values.update(run_scores)
+            self.results.setdefault(map_name, {})[dataset] = values
+            prefix = f"test/{dataset}" if map_name == self.primary_map else f"test/{dataset}/{map_name}"
+            flat.update({f"{prefix}/{k}": v for k, v in values.items() if not math.isnan(v)})  # NaN: a class never seen
         for (map_name, dataset), metric in self.metrics.items():
             if self.counts[dataset] == 0:
                 raise RuntimeError(f"test set {dataset!r} produced no batch: nothing to score")
@@ -154,6 +226,8 @@ class SODEvaluation(Callback):
             self.curves.setdefault(map_name, {})[dataset] = metric.curves()
             prefix = f"test/{dataset}" if map_name == self.primary_map else f"test/{dataset}/{map_name}"
             flat.update({f"{prefix}/{k}": float(v) for k, v in values.items()})
+        # results in the order the method returns its maps (the primary map first)
+        self.results = {m: self.results[m] for m in self.map_names if m in self.results}
         if not trainer.is_global_zero:
             return
         for logger in trainer.loggers:
@@ -175,8 +249,9 @@ class SODEvaluation(Callback):
             for dataset, c in per_ds.items():
                 label = dataset if map_name == primary else f"{dataset} ({map_name})"
                 curves[label] = c["pr"]
-        pr_path = plots.pr_curves(curves, plot_dir / "pr_curve.png", title=f"PR curves, {primary} map")
-        images = {"pr_curve": pr_path}
+        images = {}
+        if curves:  # semantic maps have no PR curve
+            images["pr_curve"] = plots.pr_curves(curves, plot_dir / "pr_curve.png", title=f"PR curves, {primary} map")
         for dataset, g in self.grid.items():
             if g["images"]:
                 images[f"grid_{dataset}"] = plots.saliency_grid(

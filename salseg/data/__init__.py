@@ -9,7 +9,8 @@ Sample contract (every dataset returns a dict):
   0..255 (metrics binarise with ``> 128``);
 * ``shapes``, ``voc`` and ``coco`` also: ``label`` int64 (class of the largest object), ``labels`` float32 (K,)
   multi-hot, ``class_mask`` int64 (S, S) with 0 = background and c + 1 for class c (``voc`` / ``coco``: 255 =
-  ignore, and ``has_mask``, ``gt_class``, ``original`` when ``masked``: see ``salseg.data.labelled``).
+  ignore, and ``has_mask``, ``original`` when ``masked``: see ``salseg.data.labelled``); their eval splits add
+  ``gt_class`` uint8 (H, W), the class mask at original resolution (mIoU).
 
 ``collate_samples`` stacks tensors of equal shape; ``gt`` is always a list (one tensor per image, sizes differ),
 any other tensor key with differing shapes becomes a list, strings become lists.

@@ -257,7 +257,8 @@ class ShapesDataset(Dataset):
         camouflage: probability that an object takes the background's colour (plus a small offset).
         clutter: scales the number of distractors (0 = clean backgrounds, still textured).
         transform: a :class:`JointTransform`; None = resize-free eval (tensors at native size).
-        with_gt: add ``gt`` (uint8 (S,S) = mask * 255 at native size), for eval splits.
+        with_gt: add ``gt`` (uint8 (S,S) = mask * 255 at native size) and ``gt_class`` (uint8 (S,S), the class
+            mask at native size), for eval splits.
         distortion: an optional test-time ``Distortion`` applied to the transformed image.
         name: the ``dataset`` string of the samples.
         cache: keep each rendered sample (8-bit image, 8-bit class mask: about 65 KB at 128 px) in memory after
@@ -324,6 +325,11 @@ class ShapesDataset(Dataset):
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def names(self) -> list[str]:
+        """The sample names in index order (as VOC's and COCO's ``names``), without rendering anything."""
+        return [f"shapes_{self.offset + i:06d}" for i in range(self.size)]
+
     def _index(self, index: int) -> int:
         if not -self.size <= index < self.size:
             raise IndexError(f"shapes {self.split}: index {index} out of range for size {self.size}")
@@ -367,4 +373,5 @@ class ShapesDataset(Dataset):
         }
         if self.with_gt:
             sample["gt"] = torch.from_numpy((cm > 0).astype(np.uint8) * np.uint8(255))
+            sample["gt_class"] = torch.from_numpy(np.ascontiguousarray(cm, dtype=np.uint8))  # for mIoU (DCSP)
         return sample

@@ -1,4 +1,6 @@
-"""Scores of binary segmentations (paper 002 Sec. 5: "a single F_beta value for each binary segmentation map").
+"""Scores of segmentations: binary (paper 002) and semantic (paper 004: mIoU and per-class IoU).
+
+Binary segmentations (paper 002 Sec. 5: "a single F_beta value for each binary segmentation map").
 
 ``BinarySegmentationScores`` (a torchmetrics ``Metric``) reports the mean over images of
 
@@ -18,8 +20,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.classification import MulticlassJaccardIndex
 
 SEGMENTATION_KEYS = ("segF", "Jaccard")
+SEMANTIC_KEYS = ("mIoU", "pixAcc")
 
 
 def _binary(x: Tensor, what: str) -> Tensor:
@@ -78,3 +82,44 @@ def f_beta_and_jaccard(tp: float, fp: float, fn: float, beta2: float = 0.3) -> t
     denom = beta2 * precision + recall
     f = (1 + beta2) * precision * recall / denom if denom > 0 else 0.0
     return f, tp / (tp + fp + fn)
+
+
+class SemanticSegmentationScores(MulticlassJaccardIndex):
+    """Semantic segmentation scores from one confusion matrix (torchmetrics' ``MulticlassJaccardIndex``, whose
+    ``confmat`` state is summed across processes, so N processes give the numbers of one).
+
+    ``update(preds, target)`` takes lists of (H, W) integer label maps (sizes may differ between images) or
+    (B, H, W) tensors; target pixels equal to ``ignore_index`` (VOC's 255) are not counted. ``compute()`` returns
+    ``mIoU`` (the mean IoU over the classes that occur in the ground truth or the predictions: a class that is in
+    neither has no IoU and is left out, as the VOC toolkit does), ``pixAcc`` and ``IoU_<class name>`` per class.
+    """
+
+    def __init__(self, class_names: Sequence[str], ignore_index: int = 255, **kwargs):
+        self.class_names = [str(c) for c in class_names]
+        super().__init__(num_classes=len(self.class_names), average="none", ignore_index=ignore_index,
+                         validate_args=False, **kwargs)
+
+    def update(self, preds: Sequence[Tensor] | Tensor, target: Sequence[Tensor] | Tensor) -> None:
+        if len(preds) != len(target):
+            raise ValueError(f"{len(preds)} predictions and {len(target)} ground truths")
+        for i, (p, t) in enumerate(zip(preds, target)):
+            p, t = torch.as_tensor(p).long(), torch.as_tensor(t).long().to(p.device)
+            if p.shape != t.shape:
+                raise ValueError(f"image {i}: prediction {tuple(p.shape)} and ground truth {tuple(t.shape)} differ")
+            n, valid = self.num_classes, t != self.ignore_index
+            bad = torch.cat([p[(p < 0) | (p >= n)], t[valid & ((t < 0) | (t >= n))]])
+            if bad.numel():
+                raise ValueError(f"image {i}: labels outside 0..{n - 1} (ignore {self.ignore_index}): "
+                                 f"{sorted(set(bad.tolist()))[:10]}")
+            super().update(p[None], t[None])
+
+    def compute(self) -> dict[str, Tensor]:
+        confmat = self.confmat.double()
+        if confmat.sum() == 0:
+            raise RuntimeError("SemanticSegmentationScores: no labelled pixel was scored")
+        tp = confmat.diag()
+        union = confmat.sum(0) + confmat.sum(1) - tp
+        iou = torch.where(union > 0, tp / union.clamp_min(1), torch.full_like(tp, float("nan")))
+        out = {"mIoU": iou.nanmean(), "pixAcc": tp.sum() / confmat.sum()}
+        out.update({f"IoU_{name}": iou[c] for c, name in enumerate(self.class_names)})
+        return out

@@ -18,31 +18,62 @@ from salseg.backbones import IMAGENET_MEAN, IMAGENET_STD, build_backbone
 
 from .cues import fuse_attention
 
+OUTPUT_STRIDES = (8, 16, 32)
 
-def trunk_of(model: nn.Module, name: str) -> tuple[nn.Module, int]:
+
+def backbone_for(name: str, weights: str | None, output_stride: int = 32) -> nn.Module:
+    """The backbone, built for ``output_stride``: a ResNet dilates its last stages instead of striding (DeepLab:
+    ``replace_stride_with_dilation``; 8 = layer3 and layer4 dilated); other models are cut in :func:`trunk_of`."""
+    if output_stride not in OUTPUT_STRIDES:
+        raise ValueError(f"model.output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
+    if name.startswith(("resnet", "resnext", "wide_resnet")) and output_stride < 32:
+        dilate = [False, output_stride == 8, True]
+        try:
+            return build_backbone(name, weights, replace_stride_with_dilation=dilate)
+        except NotImplementedError as exc:  # torchvision: "Dilation > 1 not supported in BasicBlock"
+            raise ValueError(f"backbone {name!r} (basic blocks) cannot be dilated for output stride {output_stride}: "
+                             f"use a bottleneck ResNet (resnet50, resnet101) or model.output_stride=32") from exc
+    return build_backbone(name, weights)
+
+
+def trunk_of(model: nn.Module, name: str, output_stride: int = 32) -> tuple[nn.Module, int]:
     """(the convolutional part of a torchvision classifier, its output channels): ``features`` for VGG, MobileNet,
-    EfficientNet, ...; conv1..layer4 for ResNets; the suite's ``mini_vgg`` features."""
+    EfficientNet, ...; conv1..layer4 for ResNets; the suite's ``mini_vgg`` features. A ``features`` trunk made
+    for ``output_stride`` < 32 drops its last max-pooling layers (one per halving: VGG and ``mini_vgg``, whose
+    strides are all max pools; the convolutions after them are not dilated, so their receptive field shrinks)."""
     if hasattr(model, "layer4") and hasattr(model, "conv1"):
         trunk = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool,
                               model.layer1, model.layer2, model.layer3, model.layer4)
     elif isinstance(getattr(model, "features", None), nn.Module):
         trunk = model.features
+        if output_stride < 32:
+            layers = list(trunk.children())
+            pools = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+            drop = {32: 0, 16: 1, 8: 2}[output_stride]
+            if len(pools) < drop:
+                raise ValueError(f"backbone {name!r}: its features have {len(pools)} max pools, so output stride "
+                                 f"{output_stride} cannot be reached by dropping them")
+            keep = set(pools[-drop:]) if drop else set()
+            trunk = nn.Sequential(*[m for i, m in enumerate(layers) if i not in keep])
     else:
         raise ValueError(f"backbone {name!r}: no convolutional trunk found (supported: models with a `features` "
                          f"module, e.g. VGG / MobileNet / EfficientNet / mini_vgg, and ResNets)")
     with torch.no_grad():
         channels = trunk.eval()(torch.zeros(1, 3, 64, 64)).shape[1]
+    trunk.train()  # a new network starts in training mode (eval() above only made the probe batch-norm safe)
     return trunk, int(channels)
 
 
 class AttentionNet(nn.Module):
     """Images in [0, 1] (B, 3, H, W) -> ``class_maps`` (B, C, h, w); ``forward`` -> logits (B, C) (their mean)."""
 
-    def __init__(self, num_classes: int, backbone: str = "resnet18", weights: str | None = "imagenet"):
+    def __init__(self, num_classes: int, backbone: str = "resnet18", weights: str | None = "imagenet",
+                 output_stride: int = 32):
         super().__init__()
         if int(num_classes) < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        self.trunk, channels = trunk_of(build_backbone(backbone, weights), backbone)
+        self.trunk, channels = trunk_of(backbone_for(backbone, weights, output_stride), backbone, output_stride)
+        self.channels = channels
         self.classifier = nn.Conv2d(channels, int(num_classes), kernel_size=1)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)

@@ -11,6 +11,13 @@ Training sees image-level labels only. The cues are the pixel labels the segment
   H_c = 2 A_c S / (A_c + S); background (0) where the best H over the present classes is below 0.4, else the
   present class with the best H (as c + 1, so 0 stays background). Absent classes never win.
 
+``make_cues(source=...)`` also makes the ablation's one-sided cues: ``attention`` (the best present-class attention
+A_c alone, background below the same threshold) and ``saliency`` (S alone: a salient pixel of an image with ONE
+present class is that class; with several classes saliency cannot tell them apart, so their salient pixels are
+``IGNORE`` (255, not trained on), and the background is the non-salient pixels of every image).
+``adapted_cues``: the adapt round's cues, the segmentation network's own multi-scale scores restricted to the
+background and the image's present classes, arg-maxed (the authors' ``get_localization`` with ``adapt``).
+
 Bad input: an image whose labels name no class has no cue to make (``ValueError``, naming the image); a class
 present in the labels whose attention is empty (all zero after fusion) gets H = 0 everywhere, so it never wins a
 pixel: ``make_cues`` reports those (image, class) pairs in ``CueResult.silent`` rather than failing, since an
@@ -26,6 +33,8 @@ import torch
 import torch.nn.functional as F
 
 BACKGROUND = 0
+IGNORE = 255
+SOURCES = ("both", "attention", "saliency")
 
 
 def hierarchical_saliency(saliency_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
@@ -73,8 +82,12 @@ class CueResult:
 
 
 def make_cues(attention: torch.Tensor, saliency: torch.Tensor, labels: torch.Tensor,
-              background_threshold: float = 0.4, names: Sequence[str] | None = None) -> CueResult:
-    """Cues from attention (B, C, H, W) in [0, 1], saliency (B, 1, H, W) in [0, 1] and multi-hot labels (B, C)."""
+              background_threshold: float = 0.4, names: Sequence[str] | None = None,
+              source: str = "both") -> CueResult:
+    """Cues from attention (B, C, H, W) in [0, 1], saliency (B, 1, H, W) in [0, 1] and multi-hot labels (B, C);
+    ``source``: ``both`` (the paper's harmonic mean), ``attention`` or ``saliency`` alone (module docstring)."""
+    if source not in SOURCES:
+        raise ValueError(f"cue source must be one of {SOURCES}, got {source!r}")
     if attention.ndim != 4 or saliency.ndim != 4 or saliency.shape[1] != 1:
         raise ValueError(f"attention must be (B, C, H, W) and saliency (B, 1, H, W), got "
                          f"{tuple(attention.shape)} and {tuple(saliency.shape)}")
@@ -90,9 +103,28 @@ def make_cues(attention: torch.Tensor, saliency: torch.Tensor, labels: torch.Ten
         raise ValueError(f"no present class in the image-level labels of {which}: DCSP makes cues only for "
                          f"images with at least one class")
     a, s = attention.float(), saliency.float()
-    harmonic = 2 * a * s / (a + s).clamp_min(1e-12)                       # (B, C, H, W)
+    silent = [(int(b), int(c)) for b, c in (present & (attention.flatten(2).amax(2) <= 0)).nonzero().tolist()]
+    if source == "saliency":
+        single = present.sum(1) == 1                                       # (B,)
+        salient = s[:, 0] >= background_threshold                          # (B, H, W)
+        only = present.float().argmax(1)                                   # the class of a one-class image
+        fg = torch.where(single[:, None, None], (only + 1)[:, None, None].expand_as(salient),
+                         torch.full_like(salient, IGNORE, dtype=torch.long))
+        cues = torch.where(salient, fg, torch.full_like(fg, BACKGROUND))
+        return CueResult(cues=cues.long(), score=s[:, 0], silent=[])
+    harmonic = a if source == "attention" else 2 * a * s / (a + s).clamp_min(1e-12)  # (B, C, H, W)
     harmonic = torch.where(present[:, :, None, None], harmonic, torch.full_like(harmonic, -1.0))
     score, best = harmonic.max(dim=1)
     cues = torch.where(score >= background_threshold, best + 1, torch.full_like(best, BACKGROUND))
-    silent = [(int(b), int(c)) for b, c in (present & (attention.flatten(2).amax(2) <= 0)).nonzero().tolist()]
     return CueResult(cues=cues.long(), score=score.clamp_min(0.0), silent=silent)
+
+
+def adapted_cues(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The adapt round's cues (B, H, W) int64: the arg-max of segmentation scores (B, 1 + C, H, W) over the
+    background and the classes present in the multi-hot ``labels`` (B, C); absent classes never win."""
+    if scores.ndim != 4 or tuple(labels.shape) != (scores.shape[0], scores.shape[1] - 1):
+        raise ValueError(f"scores must be (B, 1 + C, H, W) and labels (B, C); got {tuple(scores.shape)} and "
+                         f"{tuple(labels.shape)}")
+    allowed = torch.cat([torch.ones_like(labels[:, :1], dtype=torch.bool), labels > 0.5], dim=1)
+    masked = torch.where(allowed[:, :, None, None], scores.float(), torch.full_like(scores.float(), float("-inf")))
+    return masked.argmax(1)

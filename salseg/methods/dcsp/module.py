@@ -1,0 +1,374 @@
+"""``DCSP``: paper 004 end to end as one LightningModule (the authors' pipeline, ``dcsp.py``, as epochs of one fit).
+
+One network (:class:`DCSPNet`: a backbone trunk, a class head and a DeepLab ASPP head) goes through three phases:
+
+1. ``attention_epochs``: the class head alone, sigmoid cross-entropy on the image-level labels (the attention
+   network).
+2. ``seg_epochs``: first the round-0 cues of every training image are made and cached (:mod:`.cues`: hierarchical
+   saliency from ``saliency_checkpoint``, multi-scale attention from the class head, their harmonic mean); then
+   the segmentation head is trained on them with cross-entropy PLUS ``lambda_cls`` x the classification loss on
+   the class head (the network continues from the attention network's weights, as the authors' does).
+3. ``adapt_epochs`` (0 = no adapt round): the round-1 cues are the segmentation network's own multi-scale
+   predictions restricted to each image's classes; training continues on them.
+
+The learning rate follows the poly schedule (power ``poly_power``) within each phase, restarting at ``lr`` (the
+authors restart it for every stage); the heads get ``head_lr_mult`` x ``lr``. Training images come un-augmented
+from the data module (``data.augment`` must be null); the module scales, crops and flips image and cue together.
+
+Cues live under ``<run>/cues/round<k>/`` (or ``cue_dir``), written once and read by every later step, epoch and
+resumed run; their settings are fingerprinted, so a cache made with other settings is refused (``StaleCueCache``).
+The cues' own mIoU against the training ground truth (where the data has pixel labels; never used for training)
+is measured while they are made and reported as ``train_cues_mIoU`` / ``train_adapted_cues_mIoU``.
+
+Test: ``segmentation`` (class probabilities at ``test_scales``, averaged, optionally with flips) and, with
+``crf: true``, ``segmentation_crf`` (dense CRF, :mod:`.crf`); both are scored with mIoU and per-class IoU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from salseg.metrics.segmentation import SemanticSegmentationScores
+from salseg.validation import one_of
+
+from .attention import multilabel_loss, multiscale_attention
+from .cache import CueCache
+from .cues import IGNORE, SOURCES, adapted_cues, hierarchical_saliency, make_cues
+from .network import DCSPNet, multiscale_seg_scores
+
+PHASES = ("attention", "segmentation", "adapt")
+
+
+def class_names_for(spec: str | Sequence[str] | None, num_classes: int) -> list[str]:
+    """Object class names: a list, or ``voc`` / ``shapes`` for a dataset's own, or None (class0, class1, ...)."""
+    if spec is None:
+        names = [f"class{i}" for i in range(num_classes)]
+    elif isinstance(spec, str):
+        from salseg.data import SHAPE_NAMES, VOC_CLASSES
+
+        table = {"voc": VOC_CLASSES, "shapes": SHAPE_NAMES}
+        one_of("model.class_names", spec, tuple(table))
+        names = list(table[spec][:num_classes])
+    else:
+        names = [str(n) for n in spec]
+    if len(names) != num_classes:
+        raise ValueError(f"model.class_names gives {len(names)} names for num_classes={num_classes}")
+    return names
+
+
+class DCSP(L.LightningModule):
+    """Keyword arguments = the keys of ``configs/model/dcsp.yaml``."""
+
+    test_time_hparams = ("test_scales", "test_flip", "crf", "crf_iterations")
+
+    def __init__(self, num_classes: int = 20, class_names: str | Sequence[str] | None = "voc",
+                 backbone: str = "resnet101", weights: str | None = "imagenet", output_stride: int = 8,
+                 aspp_rates: Sequence[int] = (6, 12, 18), aspp_width: int = 256, freeze_bn: bool = True,
+                 saliency_checkpoint: str | None = None, saliency_thresholds: Sequence[float] = (0.7, 0.8),
+                 attention_scales: Sequence[float] = (1.0, 0.75, 0.5), background_threshold: float = 0.4,
+                 cue_source: str = "both", cue_dir: str | None = None, cue_batch_size: int = 16,
+                 attention_epochs: int = 1, seg_epochs: int = 1, adapt_epochs: int = 1, lambda_cls: float = 1.0,
+                 lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 5e-4, head_lr_mult: float = 10.0,
+                 poly_power: float = 0.9, crop_size: int | None = 321, scale_range: Sequence[float] = (0.5, 1.5),
+                 hflip: bool = True, test_scales: Sequence[float] = (1.0,), test_flip: bool = False,
+                 crf: bool = False, crf_iterations: int = 10):
+        super().__init__()
+        one_of("model.cue_source", cue_source, SOURCES)
+        if attention_epochs < 1 or seg_epochs < 1 or adapt_epochs < 0:
+            raise ValueError(f"model.attention_epochs and model.seg_epochs must be >= 1 and model.adapt_epochs >= 0, "
+                             f"got {attention_epochs}, {seg_epochs}, {adapt_epochs}")
+        if cue_source != "attention" and not saliency_checkpoint:
+            raise ValueError("model.saliency_checkpoint is not set: DCSP's cues need a trained saliency model of "
+                             "this suite (menet, gd_saliency or region_contrast), e.g. model.saliency_checkpoint="
+                             "runs/menet_shapes/<timestamp>/checkpoints/last.ckpt (make exp NAME=menet_shapes); "
+                             "or model.cue_source=attention for attention-only cues")
+        if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
+            raise ValueError(f"model.scale_range must be [low, high] with 0 < low <= high, got {list(scale_range)}")
+        if crf:
+            from .crf import require_crf
+
+            require_crf()
+        self.save_hyperparameters()
+        self.names = class_names_for(class_names, int(num_classes))
+        self.net = DCSPNet(num_classes, backbone, weights, output_stride, aspp_rates, aspp_width)
+        self.val_scores = SemanticSegmentationScores(self.class_names)
+        self.run_scores: dict[str, float] = {}
+        self._cues: CueCache | None = None
+        self._cue_round: int | None = None
+
+    # ------------------------------------------------------------------------------------------ bookkeeping
+    @property
+    def class_names(self) -> list[str]:
+        return ["background", *self.names]
+
+    @property
+    def semantic_maps(self) -> set[str]:
+        return {"segmentation", "segmentation_crf"}
+
+    @property
+    def total_epochs(self) -> int:
+        hp = self.hparams
+        return hp.attention_epochs + hp.seg_epochs + hp.adapt_epochs
+
+    def phase(self, epoch: int) -> str:
+        hp = self.hparams
+        if epoch < hp.attention_epochs:
+            return "attention"
+        return "segmentation" if epoch < hp.attention_epochs + hp.seg_epochs else "adapt"
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit":
+            return
+        loop = self.trainer.fit_loop
+        if loop.max_epochs != self.total_epochs:
+            print(f"[salseg] dcsp: {self.total_epochs} epochs (attention {self.hparams.attention_epochs} + "
+                  f"segmentation {self.hparams.seg_epochs} + adapt {self.hparams.adapt_epochs}); "
+                  f"trainer.max_epochs={loop.max_epochs} is replaced")
+            loop.max_epochs = self.total_epochs
+        dm = self.trainer.datamodule
+        if getattr(dm, "augment", None):
+            raise ValueError(f"data.augment={dm.augment}: DCSP scales, crops and flips each image together with its "
+                             f"cue itself (model.crop_size, model.scale_range, model.hflip); set data.augment=null")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["dcsp_run_scores"] = dict(self.run_scores)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.run_scores = dict(checkpoint.get("dcsp_run_scores", {}))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.hparams.freeze_bn:  # the authors keep the pretrained BN statistics (batch 10)
+            for m in self.net.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    # ------------------------------------------------------------------------------------------ cues
+    def _cue_root(self, round_: int) -> Path:
+        base = Path(self.hparams.cue_dir) if self.hparams.cue_dir else Path(self.trainer.default_root_dir) / "cues"
+        return base / f"round{round_}"
+
+    def cue_settings(self, round_: int) -> dict:
+        """What the cues of a round depend on (besides this run's weights): a cache made otherwise is stale."""
+        hp = self.hparams
+        dm = self.trainer.datamodule
+        spec = dm._train_spec
+        settings = {"round": round_, "train": {"dataset": spec.dataset, **spec.kwargs}, "image_size": dm.image_size,
+                    "num_classes": hp.num_classes, "attention_scales": list(hp.attention_scales)}
+        if round_ == 0:
+            settings.update(cue_source=hp.cue_source, background_threshold=hp.background_threshold)
+            if hp.cue_source != "attention":
+                ckpt = Path(str(hp.saliency_checkpoint)).expanduser()
+                settings.update(saliency_checkpoint=str(ckpt.resolve()),
+                                saliency_mtime=ckpt.stat().st_mtime if ckpt.is_file() else None,
+                                saliency_thresholds=list(hp.saliency_thresholds))
+        return settings
+
+    def on_train_epoch_start(self) -> None:
+        phase = self.phase(self.current_epoch)
+        if phase != "attention":
+            self._ensure_cues(0 if phase == "segmentation" else 1)
+
+    def _ensure_cues(self, round_: int) -> None:
+        if self._cue_round == round_ and self._cues is not None:
+            return
+        strategy = self.trainer.strategy
+        cache = CueCache(self._cue_root(round_), self.cue_settings(round_))
+        if not cache.complete:
+            self._build_cues(cache, round_)
+            cache = CueCache(self._cue_root(round_), self.cue_settings(round_))
+        strategy.barrier()
+        self._cues, self._cue_round = cache, round_
+
+    @torch.no_grad()
+    def _build_cues(self, cache: CueCache, round_: int) -> None:
+        from salseg.data.collate import collate_samples
+        from salseg.data.datamodule import UnpaddedDistributedSampler
+
+        hp = self.hparams
+        strategy, dm = self.trainer.strategy, self.trainer.datamodule
+        dataset = dm.train_dataset
+        names = list(dataset.names)
+        if self.trainer.is_global_zero:
+            cache.begin(names)
+        strategy.barrier()
+        sampler = None
+        if self.trainer.world_size > 1:
+            sampler = UnpaddedDistributedSampler(dataset, num_replicas=self.trainer.world_size,
+                                                 rank=self.trainer.global_rank, shuffle=False)
+        loader = DataLoader(dataset, batch_size=hp.cue_batch_size, shuffle=False, sampler=sampler,
+                            num_workers=dm.num_workers, collate_fn=collate_samples)
+        source = None
+        if round_ == 0 and hp.cue_source != "attention":
+            from .saliency_source import SaliencySource
+
+            source = SaliencySource(hp.saliency_checkpoint, self.device)
+        scores = SemanticSegmentationScores(self.class_names).to(self.device)
+        was_training = self.net.training
+        self.net.eval()
+        silent = 0
+        what = "cues" if round_ == 0 else "adapted cues"
+        print(f"[salseg] dcsp: making the {what} of {len(dataset)} training images -> {cache.root}")
+        for batch in _progress(loader, what):
+            if all(cache.path(n).is_file() for n in batch["name"]):
+                continue  # a resumed build: this batch is already on disk
+            images, labels = batch["image"].to(self.device), batch["labels"].to(self.device)
+            if round_ == 0:
+                attention = (multiscale_attention(self.net, images, hp.attention_scales)
+                             if hp.cue_source != "saliency" else torch.zeros_like(labels)[:, :, None, None]
+                             .expand(-1, -1, *images.shape[-2:]))
+                saliency = (hierarchical_saliency(source, images, hp.saliency_thresholds) if source is not None
+                            else torch.zeros_like(images[:, :1]))
+                result = make_cues(attention, saliency, labels, hp.background_threshold, batch["name"],
+                                   hp.cue_source)
+                cues, silent = result.cues, silent + len(result.silent)
+            else:
+                cues = adapted_cues(multiscale_seg_scores(self.net, images, hp.attention_scales), labels)
+            for name, cue in zip(batch["name"], cues.cpu().numpy()):
+                cache.write(name, cue.astype(np.uint8))
+            truth = batch.get("class_mask")
+            has = batch.get("has_mask", torch.ones(len(images), dtype=torch.bool))
+            if truth is not None and bool(has.any()):
+                keep = [i for i in range(len(images)) if bool(has[i])]
+                scores.update([cues[i] for i in keep], [truth[i].to(self.device) for i in keep])
+        self.net.train(was_training)
+        self.train(self.training)  # frozen batch norm stays frozen
+        strategy.barrier()
+        if self.trainer.is_global_zero:
+            cache.finish()
+        if int(scores.confmat.sum()) > 0 or self.trainer.world_size > 1:
+            try:
+                miou = float(scores.compute()["mIoU"])
+            except RuntimeError:  # no process had pixel labels
+                miou = float("nan")
+            key = "train_cues_mIoU" if round_ == 0 else "train_adapted_cues_mIoU"
+            self.run_scores[key] = miou
+            print(f"[salseg] dcsp: {what}: mIoU against the training ground truth {miou:.4f}"
+                  + (f"; {silent} present classes had no attention" if silent else ""))
+
+    def _read_cues(self, names: Sequence[str]) -> torch.Tensor:
+        return torch.from_numpy(np.stack([self._cues.read(n) for n in names]).astype(np.int64))
+
+    # ------------------------------------------------------------------------------------------ training
+    def _augment(self, images: torch.Tensor, cues: torch.Tensor | None):
+        """Per image: a random scale in ``scale_range``, a random ``crop_size`` crop (padding with the ImageNet
+        mean colour and IGNORE cues where the scaled image is smaller), a random horizontal flip."""
+        hp = self.hparams
+        crop = int(hp.crop_size or images.shape[-1])
+        lo, hi = hp.scale_range
+        out_i, out_c = [], []
+        for k in range(len(images)):
+            img = images[k : k + 1]
+            cue = cues[k : k + 1, None].float() if cues is not None else None
+            s = float(torch.empty(()).uniform_(lo, hi)) if hi > lo else float(lo)
+            h, w = (max(1, round(d * s)) for d in img.shape[-2:])
+            if (h, w) != tuple(img.shape[-2:]):
+                img = F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False)
+                cue = F.interpolate(cue, size=(h, w), mode="nearest") if cue is not None else None
+            ph, pw = max(crop - h, 0), max(crop - w, 0)
+            if ph or pw:
+                fill = self.net.mean.view(1, 3, 1, 1)
+                img = F.pad(img - fill, (0, pw, 0, ph)) + fill
+                cue = F.pad(cue, (0, pw, 0, ph), value=IGNORE) if cue is not None else None
+            y = int(torch.randint(0, img.shape[-2] - crop + 1, ()))
+            x = int(torch.randint(0, img.shape[-1] - crop + 1, ()))
+            img = img[..., y : y + crop, x : x + crop]
+            cue = cue[..., y : y + crop, x : x + crop] if cue is not None else None
+            if hp.hflip and bool(torch.rand(()) < 0.5):
+                img = img.flip(-1)
+                cue = cue.flip(-1) if cue is not None else None
+            out_i.append(img)
+            if cue is not None:
+                out_c.append(cue[:, 0].long())
+        return torch.cat(out_i), (torch.cat(out_c) if cues is not None else None)
+
+    def training_step(self, batch, batch_idx: int):
+        phase = self.phase(self.current_epoch)
+        labels = batch["labels"].float()
+        cues = self._read_cues(batch["name"]).to(self.device) if phase != "attention" else None
+        images, cues = self._augment(batch["image"], cues)
+        if phase == "attention":
+            cls_loss = multilabel_loss(self.net.class_maps(images).mean((2, 3)), labels)  # the seg head idles
+            self.log("train/attention_loss", cls_loss, prog_bar=True, batch_size=len(images))
+            return cls_loss
+        logits, seg = self.net(images)
+        seg_loss = F.cross_entropy(seg, cues, ignore_index=IGNORE)
+        cls_loss = multilabel_loss(logits, labels)
+        loss = seg_loss + self.hparams.lambda_cls * cls_loss
+        self.log_dict({"train/seg_loss": seg_loss, "train/cls_loss": cls_loss}, batch_size=len(images))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(images))
+        return loss
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        head = {id(p) for p in self.net.head_parameters()}
+        trunk = [p for p in self.net.parameters() if id(p) not in head]
+        optimizer = torch.optim.SGD([{"params": trunk, "lr": hp.lr},
+                                     {"params": self.net.head_parameters(), "lr": hp.lr * hp.head_lr_mult}],
+                                    lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(1, self.total_epochs)))
+        bounds = np.cumsum([0, hp.attention_epochs, hp.seg_epochs, hp.adapt_epochs]) * per_epoch
+
+        def poly(step: int) -> float:  # (1 - t / T)^power within the current phase
+            k = int(np.searchsorted(bounds, step, side="right")) - 1
+            k = min(max(k, 0), 2)
+            length = max(1, bounds[k + 1] - bounds[k])
+            return max(0.0, 1.0 - (step - bounds[k]) / length) ** hp.poly_power
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------------------------------ evaluation
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
+        if "class_mask" not in batch:
+            return
+        pred = self.net(batch["image"])[1].argmax(1)
+        self.val_scores.update(pred, batch["class_mask"])
+
+    def on_validation_epoch_end(self) -> None:
+        if int(self.val_scores.confmat.sum()) > 0:
+            self.log("val/mIoU", self.val_scores.compute()["mIoU"], prog_bar=True)
+        self.val_scores.reset()
+
+    def segment(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (B, K + 1, H, W): the softmax averaged over ``test_scales`` (and flips)."""
+        hp = self.hparams
+        size = tuple(images.shape[-2:])
+        probs = []
+        for s in hp.test_scales:
+            x = images if s == 1.0 else F.interpolate(images, scale_factor=float(s), mode="bilinear",
+                                                       align_corners=False, recompute_scale_factor=False)
+            views = [x, x.flip(-1)] if hp.test_flip else [x]
+            for j, v in enumerate(views):
+                p = F.interpolate(self.net.seg_scores(v), size=size, mode="bilinear", align_corners=False)
+                probs.append((p.flip(-1) if j else p).softmax(1))
+        return torch.stack(probs).mean(0)
+
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
+        probs = self.segment(batch["image"])
+        out = {"segmentation": probs}
+        if self.hparams.crf:
+            from .crf import dense_crf
+
+            out["segmentation_crf"] = dense_crf(batch["image"], probs, self.hparams.crf_iterations)
+        return out
+
+    def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
+        return self.test_step(batch, batch_idx, dataloader_idx)
+
+
+def _progress(iterable, what: str):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover
+        return iterable
+    return tqdm(iterable, desc=f"dcsp {what}", leave=False)

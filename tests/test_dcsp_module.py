@@ -1,0 +1,157 @@
+"""DCSP end to end on tiny shapes (attention -> cues -> segmentation -> adapt -> mIoU), the saliency checkpoint
+checks, the joint image + cue augmentation, the per-phase poly schedule and the configuration errors."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from salseg.config import compose
+from salseg.methods.dcsp.cache import CueCache, StaleCueCache
+from salseg.methods.dcsp.module import DCSP
+from salseg.methods.dcsp.saliency_source import SaliencyCheckpointError, SaliencySource
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY_DATA = ["logger=csv", "data.num_workers=0", "data.image_size=32", "data.batch_size=8", "data.eval_batch_size=8",
+             "trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(scope="module")
+def saliency_ckpt(tmp_path_factory):
+    """A real saliency checkpoint of this suite: a Region Contrast run (it trains nothing, so it is quick)."""
+    from salseg.runner import run
+
+    out = tmp_path_factory.mktemp("rc")
+    result = run(compose("rc_shapes", TINY_DATA + ["data.test.shapes.size=2", f"runs_dir={out}"]))
+    return result.run_dir / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture(scope="module")
+def dcsp_run(saliency_ckpt, tmp_path_factory):
+    from salseg.runner import run
+
+    out = tmp_path_factory.mktemp("dcsp")
+    cfg = compose("dcsp_shapes", TINY_DATA + [
+        "data.train.size=24", "data.val.size=8", "data.test.shapes_multi.size=6", "model.attention_epochs=1",
+        "model.seg_epochs=1", "model.adapt_epochs=1", "model.cue_batch_size=12", "model.crop_size=24",
+        "trainer.log_every_n_steps=1",
+        f"model.saliency_checkpoint={saliency_ckpt}", f"runs_dir={out}"])
+    return run(cfg)
+
+
+def test_short_run_makes_both_cue_rounds_trains_and_scores_miou_per_class(dcsp_run):
+    doc = json.loads((dcsp_run.run_dir / "metrics.json").read_text())
+    assert doc["status"] == "complete" and doc["primary_map"] == "segmentation"
+    scores = doc["datasets"]["shapes_multi"]
+    for key in ("mIoU", "pixAcc", "IoU_background", "IoU_disc", "IoU_square", "IoU_triangle", "IoU_cross",
+                "train_cues_mIoU", "train_adapted_cues_mIoU"):
+        assert key in scores, key
+    assert 0.0 <= scores["mIoU"] <= 1.0 and 0.0 <= scores["train_cues_mIoU"] <= 1.0
+    for k in (0, 1):
+        root = dcsp_run.run_dir / "cues" / f"round{k}"
+        manifest = json.loads((root / "manifest.json").read_text())
+        assert manifest["complete"] and len(manifest["names"]) == 24
+        assert len(list(root.glob("*.png"))) == 24
+    assert (dcsp_run.run_dir / "plots" / "grid_shapes_multi.png").is_file()
+    ckpt = torch.load(dcsp_run.run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["salseg_model"] == "dcsp" and ckpt["epoch"] == 2          # three phases of one epoch each
+    logged = (dcsp_run.run_dir / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0]
+    for key in ("train/attention_loss", "train/seg_loss", "train/cls_loss", "val/mIoU"):
+        assert key in logged
+
+
+def test_a_cue_cache_made_with_other_settings_is_refused_naming_the_key(dcsp_run):
+    root = dcsp_run.run_dir / "cues" / "round0"
+    settings = json.loads((root / "manifest.json").read_text())["settings"]
+    assert CueCache(root, settings).complete
+    with pytest.raises(StaleCueCache, match=r"background_threshold: 0.4 -> 0.5"):
+        CueCache(root, {**settings, "background_threshold": 0.5})
+
+
+def test_testing_the_checkpoint_again_gives_the_same_scores(dcsp_run):
+    from salseg.runner import run
+
+    first = json.loads((dcsp_run.run_dir / "metrics.json").read_text())["datasets"]["shapes_multi"]
+    cfg = compose("dcsp_shapes", TINY_DATA + [
+        "data.test.shapes_multi.size=6", "test_only=true", f"ckpt_path={dcsp_run.run_dir / 'checkpoints' / 'last.ckpt'}",
+        f"model.saliency_checkpoint={dcsp_run.run_dir / 'checkpoints' / 'last.ckpt'}",
+        f"runs_dir={dcsp_run.run_dir.parent.parent / 'retest'}"])
+    again = run(cfg).metrics["segmentation"]["shapes_multi"]
+    for key in ("mIoU", "IoU_disc", "train_cues_mIoU"):
+        assert again[key] == pytest.approx(first[key], nan_ok=True), key
+
+
+def test_the_saliency_checkpoint_must_hold_a_saliency_model(saliency_ckpt, dcsp_run, tmp_path):
+    source = SaliencySource(saliency_ckpt)
+    assert source.kind == "region_contrast"
+    maps = source(torch.rand(2, 3, 20, 24))
+    assert maps.shape == (2, 1, 20, 24) and 0 <= maps.min() and maps.max() <= 1
+    with pytest.raises(SaliencyCheckpointError, match=r"holds a 'dcsp' model, which makes no saliency map"):
+        SaliencySource(dcsp_run.run_dir / "checkpoints" / "last.ckpt")
+    junk = tmp_path / "notes.ckpt"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(SaliencyCheckpointError, match=r"notes.ckpt is not a readable PyTorch checkpoint"):
+        SaliencySource(junk)
+    with pytest.raises(SaliencyCheckpointError, match=r"no file .*missing.ckpt"):
+        SaliencySource(tmp_path / "missing.ckpt")
+
+
+def _module(**kw) -> DCSP:
+    args = {"num_classes": 4, "class_names": "shapes", "backbone": "mini_vgg", "weights": None, "aspp_rates": (1, 2),
+            "aspp_width": 16, "freeze_bn": False, "cue_source": "attention", "crop_size": 16,
+            "scale_range": (0.5, 1.5)}
+    return DCSP(**{**args, **kw})
+
+
+def test_augmentation_moves_image_and_cue_together():
+    torch.manual_seed(3)
+    cue = torch.randint(0, 5, (4, 3, 3)).repeat_interleave(8, 1).repeat_interleave(8, 2)   # 8 px blocks, 24 x 24
+    image = (cue.float() / 4)[:, None].expand(-1, 3, -1, -1).contiguous()   # the image spells out its cue
+    exact = _module(scale_range=(1.0, 1.0))                                # crops and flips only: exact
+    for _ in range(5):
+        img, c = exact._augment(image, cue)
+        assert img.shape == (4, 3, 16, 16) and c.shape == (4, 16, 16) and c.dtype == torch.int64
+        assert torch.equal((img[:, 0] * 4).round().long(), c)
+    scaled = _module()                                                     # scales 0.5-1.5: bilinear vs nearest
+    for _ in range(5):
+        img, c = scaled._augment(image, cue)
+        known = c != 255                                                   # padding is ignored, not trained
+        assert known.any()
+        agree = ((img[:, 0] * 4).round().long() == c)[known].float().mean()
+        assert agree > 0.7                      # they differ only on block edges (chance would be about 0.2)
+
+
+def test_the_learning_rate_restarts_its_poly_decay_in_each_phase():
+    m = _module(attention_epochs=2, seg_epochs=1, adapt_epochs=1, lr=0.1, head_lr_mult=10.0, poly_power=1.0)
+    m.trainer = SimpleNamespace(estimated_stepping_batches=40)              # 4 epochs of 10 steps
+    conf = m.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(40):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.1) and lrs[10] == pytest.approx(0.1 * 0.5)   # attention: 20 steps
+    assert lrs[20] == pytest.approx(0.1) and lrs[25] == pytest.approx(0.05)       # segmentation restarts
+    assert lrs[30] == pytest.approx(0.1)                                          # adapt restarts
+    assert opt.param_groups[1]["lr"] == pytest.approx(10 * opt.param_groups[0]["lr"])
+    head = {id(p) for p in opt.param_groups[1]["params"]}
+    assert head == {id(p) for p in m.net.head_parameters()}
+
+
+def test_configuration_errors_name_the_key():
+    with pytest.raises(ValueError, match="model.saliency_checkpoint is not set"):
+        _module(cue_source="both")
+    with pytest.raises(ValueError, match=r"model.cue_source must be one of"):
+        _module(cue_source="colour")
+    with pytest.raises(ValueError, match="gives 2 names for num_classes=4"):
+        _module(class_names=["a", "b"])
+    with pytest.raises(ValueError, match="model.scale_range"):
+        _module(scale_range=(1.5, 0.5))
+    m = _module()
+    m.trainer = SimpleNamespace(fit_loop=SimpleNamespace(max_epochs=3), datamodule=SimpleNamespace(
+        augment={"hflip": True}))
+    with pytest.raises(ValueError, match=r"data.augment=.*set data.augment=null"):
+        m.setup("fit")
