@@ -13,7 +13,7 @@ help:
 	@echo "make ablation NAME=rc_spatial [ARGS=...]"
 	@echo "make robust NAME=quickstart [CKPT=last.ckpt] [VARIANCES=0.001,0.01,0.1] [ARGS=...]   AWGN/JPEG table + F-vs-noise plot"
 	@echo "make eval PRED=dir GT=dir [JSON=out.json]"
-	@echo "make bench [BENCH=metrics|menet|gd]  speed benchmarks (benchmarks/): SOD metrics, MEnet, GD saliency"
+	@echo "make bench [BENCH=metrics|menet|gd|dcsp]  speed benchmarks (benchmarks/): SOD metrics, MEnet, GD saliency, DCSP"
 	@echo "make list                         known experiments and ablations"
 
 $(STAMP): pyproject.toml
@@ -46,9 +46,9 @@ eval: $(STAMP)
 	@test -n "$(PRED)" -a -n "$(GT)" || { echo "usage: make eval PRED=<maps dir> GT=<masks dir> [JSON=out.json]"; exit 2; }
 	$(BIN)/python -m salseg eval --pred "$(PRED)" --gt "$(GT)" $(if $(JSON),--json "$(JSON)",)
 
-BENCHES := metrics menet gd
+BENCHES := metrics menet gd dcsp
 
-bench: $(STAMP)  # BENCH=metrics|menet|gd runs one; ARGS go to it (e.g. BENCH=menet ARGS="--device cuda")
+bench: $(STAMP)  # BENCH=metrics|menet|gd|dcsp runs one; ARGS go to it (e.g. BENCH=menet ARGS="--device cuda")
 	@for b in $(or $(BENCH),$(BENCHES)); do \
 	  test -f benchmarks/bench_$$b.py || { echo "unknown BENCH=$$b; known: $(BENCHES)"; exit 2; }; \
 	  echo "== benchmarks/bench_$$b.py"; $(BIN)/python benchmarks/bench_$$b.py $(if $(BENCH),$(ARGS),) || exit 1; \

@@ -20,7 +20,7 @@ from salseg.config import (
     ConfigError,
     Variant,
     ablation_plan,
-    comparison_entries,
+    comparison_plan,
     compose,
     load_ablation,
     load_comparison,
@@ -45,7 +45,7 @@ def run_comparison(name: str, extra_overrides: list[str] = (), runs_dir: str | N
     cmp = load_comparison(name)
     if cmp is None:
         raise ConfigError(f"experiment {name!r} is not a comparison (it has no 'compare' list)")
-    plan = [Variant(entry, entry, tuple(ovr)) for entry, ovr in comparison_entries(cmp).items()]
+    plan = comparison_plan(cmp)
     return _run_and_compare("comparison", name, plan, list(extra_overrides), runs_dir, Path(name), resume)
 
 
@@ -61,7 +61,7 @@ def _run_and_compare(kind: str, name: str, plan: list[Variant], extra_overrides:
     run_dirs: dict[str, str] = {}
     done: dict[tuple, object] = {}  # (experiment, overrides, checkpoint_of) -> RunResult
     for i, v in enumerate(plan, 1):
-        key = (v.experiment, v.overrides, v.checkpoint_of)
+        key = (v.experiment, v.overrides, v.checkpoint_of, v.use_checkpoint_of)
         shown = " ".join(v.overrides) if kind == "ablation" else v.experiment
         if v.experiment != plan[0].experiment and kind == "ablation":
             shown = f"experiment {v.experiment} {shown}".strip()
@@ -76,6 +76,7 @@ def _run_and_compare(kind: str, name: str, plan: list[Variant], extra_overrides:
             if v.checkpoint_of:
                 ckpt = Path(run_dirs[v.checkpoint_of]) / "checkpoints" / "last.ckpt"
                 ovr += ["test_only=true", f"ckpt_path={ckpt}"]
+            ovr += [f"{k}={Path(run_dirs[ref]) / 'checkpoints' / 'last.ckpt'}" for k, ref in v.use_checkpoint_of]
             if runs_dir:
                 ovr.append(f"runs_dir={runs_dir}")
             done[key] = run(compose(v.experiment, ovr), resume=resume)

@@ -145,7 +145,8 @@ def load_comparison(name: str) -> DictConfig | None:
 
 def comparison_entries(cmp: DictConfig, overrides: Iterable[str] = ()) -> dict[str, list[str]]:
     """``{experiment: [dotlist overrides]}``: the file's common overrides, the entry's own (an entry written
-    ``name: {key: value}``, e.g. a shorter schedule for the quickstart), then the caller's."""
+    ``name: {key: value}``, e.g. a shorter schedule for the quickstart), then the caller's. An entry's
+    ``use_checkpoint_of`` is not an override (see :func:`comparison_plan`)."""
     common = [f"{k}={_to_override(v)}" for k, v in (cmp.get("overrides") or {}).items()]
     out: dict[str, list[str]] = {}
     for e in cmp.compare:
@@ -153,8 +154,22 @@ def comparison_entries(cmp: DictConfig, overrides: Iterable[str] = ()) -> dict[s
             out[e] = common + list(overrides)
         else:
             (name, own), = e.items()
-            out[str(name)] = common + [f"{k}={_to_override(v)}" for k, v in (own or {}).items()] + list(overrides)
+            own = {k: v for k, v in (own or {}).items() if k != "use_checkpoint_of"}
+            out[str(name)] = common + [f"{k}={_to_override(v)}" for k, v in own.items()] + list(overrides)
     return out
+
+
+def comparison_plan(cmp: DictConfig) -> list[Variant]:
+    """The entries of a comparison as variants (name = experiment), with their ``use_checkpoint_of`` links."""
+    links = {}
+    for e in cmp.compare:
+        if not isinstance(e, str):
+            (name, own), = e.items()
+            links[str(name)] = _checkpoint_links(f"comparison entry {name!r}", (own or {}).get("use_checkpoint_of"))
+    plan = [Variant(entry, entry, tuple(ovr), use_checkpoint_of=links.get(entry, ()))
+            for entry, ovr in comparison_entries(cmp).items()]
+    check_checkpoint_links("comparison entry", plan)
+    return plan
 
 
 def compose(name: str, overrides: Iterable[str] = (), experiment: DictConfig | None = None) -> DictConfig:
@@ -240,7 +255,7 @@ def load_ablation(name: str) -> DictConfig:
     return abl
 
 
-VARIANT_KEYS = ("experiment", "map", "checkpoint_of")
+VARIANT_KEYS = ("experiment", "map", "checkpoint_of", "use_checkpoint_of")
 
 
 @dataclass(frozen=True)
@@ -253,6 +268,30 @@ class Variant:
     overrides: tuple[str, ...]
     map: str | None = None
     checkpoint_of: str | None = None
+    # (config key, earlier variant): set the key to that variant's last.ckpt, e.g. DCSP's saliency model
+    use_checkpoint_of: tuple[tuple[str, str], ...] = ()
+
+
+def _checkpoint_links(where: str, spec) -> tuple[tuple[str, str], ...]:
+    """``use_checkpoint_of: {config.key: earlier_variant}`` -> ((key, variant), ...)."""
+    if spec is None:
+        return ()
+    if isinstance(spec, (DictConfig, ListConfig)):
+        spec = OmegaConf.to_container(spec)
+    if not isinstance(spec, dict) or not all(isinstance(v, str) for v in spec.values()):
+        raise ConfigError(f"{where}: use_checkpoint_of must map config keys to earlier entries, e.g. "
+                          f"{{model.saliency_checkpoint: menet_shapes}}, got {spec!r}")
+    return tuple((str(k), str(v)) for k, v in spec.items())
+
+
+def check_checkpoint_links(kind: str, plan: list[Variant]) -> None:
+    names = [v.name for v in plan]
+    for i, v in enumerate(plan):
+        refs = ([v.checkpoint_of] if v.checkpoint_of is not None else []) + [r for _, r in v.use_checkpoint_of]
+        for ref in refs:
+            if ref not in names[:i]:
+                raise ConfigError(f"{kind} {v.name!r}: {ref!r} (checkpoint_of / use_checkpoint_of) must name an "
+                                  f"earlier entry (earlier: {names[:i]})")
 
 
 def ablation_plan(abl: DictConfig) -> list[Variant]:
@@ -262,7 +301,8 @@ def ablation_plan(abl: DictConfig) -> list[Variant]:
     ``experiment`` (run this experiment instead of ``base``, e.g. a baseline), ``map`` (the row is this map of
     the run, not its primary one: several rows can then share ONE run, as gd_models does), ``checkpoint_of``
     (an earlier variant: test its trained checkpoint with this variant's test-time overrides instead of training
-    again, as gd_steps does).
+    again, as gd_steps does), ``use_checkpoint_of`` (``{config.key: earlier variant}``: set the key to that
+    variant's ``last.ckpt``, e.g. DCSP's ``model.saliency_checkpoint`` from a MEnet variant trained before it).
     """
     import itertools
 
@@ -276,7 +316,8 @@ def ablation_plan(abl: DictConfig) -> list[Variant]:
             raise _unknown("experiment", experiment, list_experiments())
         plan.append(Variant(str(vname), experiment, tuple(common + [f"{k}={_to_override(v)}" for k, v in ovr.items()]),
                             None if special.get("map") is None else str(special["map"]),
-                            None if special.get("checkpoint_of") is None else str(special["checkpoint_of"])))
+                            None if special.get("checkpoint_of") is None else str(special["checkpoint_of"]),
+                            _checkpoint_links(f"ablation variant {vname!r}", special.get("use_checkpoint_of"))))
     grid = abl.get("grid") or {}
     if grid:
         keys = list(grid.keys())
@@ -284,11 +325,7 @@ def ablation_plan(abl: DictConfig) -> list[Variant]:
             vname = ",".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, combo))
             plan.append(Variant(vname, str(abl.base),
                                 tuple(common + [f"{k}={_to_override(v)}" for k, v in zip(keys, combo)])))
-    names = [v.name for v in plan]
-    for i, v in enumerate(plan):
-        if v.checkpoint_of is not None and v.checkpoint_of not in names[:i]:
-            raise ConfigError(f"ablation variant {v.name!r}: checkpoint_of={v.checkpoint_of!r} must name an earlier "
-                              f"variant (earlier: {names[:i]})")
+    check_checkpoint_links("ablation variant", plan)
     return plan
 
 

@@ -69,7 +69,7 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
     loggers = tracking.make_loggers(container, run_dir)
     evaluation = SODEvaluation(run_dir, save_maps=container["save_maps"],
                                log_images=container["logger"].get("log_images", True))
-    callbacks = [evaluation, ModelKindStamp(container["model"]["kind"])]
+    callbacks = [evaluation, model_kind_stamp(container["model"]["kind"])]
     if trainable:
         callbacks += [
             # checkpoints/last.ckpt, rewritten (atomically) at every epoch end, so a killed run loses at most one
@@ -114,7 +114,7 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
     return result
 
 
-def ModelKindStamp(kind: str):  # noqa: N802 - a callback factory (Lightning is imported lazily)
+def model_kind_stamp(kind: str):
     """A callback that writes ``salseg_model: <kind>`` into every checkpoint, so another method can load it by
     kind (DCSP's saliency model) without guessing from its weights."""
     from lightning.pytorch import Callback

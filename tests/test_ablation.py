@@ -54,6 +54,25 @@ def test_a_comparison_runs_each_experiment_and_writes_one_table(tmp_path, monkey
     assert "| rc_b |" in (out / "table.md").read_text() and (out / "pr_curves.png").is_file()
 
 
+def test_a_comparison_entry_can_take_the_checkpoint_of_an_earlier_one(tmp_path, monkeypatch):
+    # the quickstart's DCSP entry reads the saliency checkpoint of its MEnet entry this way
+    import salseg.config as config
+
+    exp_dir = tmp_path / "experiments"
+    exp_dir.mkdir()
+    rc = "defaults: {data: shapes, model: region_contrast, trainer: cpu, logger: csv}\n"
+    (exp_dir / "rc_a.yaml").write_text(rc)
+    (exp_dir / "rc_b.yaml").write_text(rc)
+    (exp_dir / "pair.yaml").write_text("compare: [rc_a, {rc_b: {use_checkpoint_of: {ckpt_path: rc_a}}}]\n"
+                                       "overrides: {data.test.shapes.size: 2}\n")
+    monkeypatch.setattr(config, "EXPERIMENT_DIR", exp_dir)
+    assert main(["run", "pair", "data.num_workers=0", f"runs_dir={tmp_path / 'runs'}"]) == 0
+    (out,) = (tmp_path / "runs" / "pair").iterdir()
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    b_config = (Path(runs["rc_b"]) / "config.yaml").read_text()
+    assert f"ckpt_path: {runs['rc_a']}/checkpoints/last.ckpt" in b_config
+
+
 def test_variants_share_runs_pick_maps_reuse_checkpoints_and_add_baselines(tmp_path, monkeypatch):
     # gd_models / gd_steps in miniature: rows that are maps of ONE run, a row testing an earlier variant's
     # checkpoint at another T (no second training), a baseline row from another experiment, segmentation scores
@@ -103,7 +122,13 @@ def test_checkpoint_of_must_name_an_earlier_variant(tmp_path):
     abl = OmegaConf.create({"base": "gd_shapes", "variants": {"a": {"checkpoint_of": "b"}, "b": {}}})
     import pytest
 
-    with pytest.raises(ConfigError, match="checkpoint_of='b' must name an earlier variant"):
+    with pytest.raises(ConfigError, match=r"variant 'a': 'b' \(checkpoint_of / use_checkpoint_of\) must name an earlier"):
         ablation_plan(abl)
+    later = OmegaConf.create({"base": "gd_shapes", "variants": {
+        "a": {"use_checkpoint_of": {"model.saliency_checkpoint": "b"}}, "b": {}}})
+    with pytest.raises(ConfigError, match="variant 'a': 'b' .* must name an earlier"):
+        ablation_plan(later)
+    with pytest.raises(ConfigError, match="use_checkpoint_of must map config keys to earlier entries"):
+        ablation_plan(OmegaConf.create({"base": "gd_shapes", "variants": {"b": {}, "a": {"use_checkpoint_of": "b"}}}))
     with pytest.raises(Exception, match="unknown experiment 'rc_nope'"):
         ablation_plan(OmegaConf.create({"base": "gd_shapes", "variants": {"a": {"experiment": "rc_nope"}}}))

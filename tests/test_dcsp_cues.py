@@ -76,3 +76,32 @@ def test_hierarchical_saliency_finds_what_the_first_pass_hid():
     assert torch.equal(hierarchical_saliency(brightest, img, thresholds=()), once)
     with pytest.raises(ValueError, match=r"must return \(B, 1, H, W\)"):
         hierarchical_saliency(lambda x: x, img)
+
+
+def test_one_sided_cues_of_the_ablation():
+    a, s, labels = _maps()
+    # attention alone: the best present-class attention, background below 0.4
+    # (0,0): cls0 1.0 ; (0,1): cls2 .9 ; (0,2): cls0 .5 ; (1,0): cls0 1.0 ; (1,1): cls0 .9 ; (1,2): cls2 1.0
+    assert make_cues(a, s, labels, source="attention").cues.tolist() == [[[1, 3, 1], [1, 1, 3]]]
+    # saliency alone: two present classes cannot be told apart -> salient pixels ignored (255), the rest background
+    two = make_cues(a, s, labels, source="saliency").cues
+    assert two.tolist() == [[[255, 255, 255], [0, 255, 0]]]
+    # with one present class, its salient pixels (S >= 0.4) are that class
+    one = make_cues(a, s, torch.tensor([[0.0, 0.0, 1.0]]), source="saliency").cues
+    assert one.tolist() == [[[3, 3, 3], [0, 3, 0]]]
+    with pytest.raises(ValueError, match="cue source must be one of"):
+        make_cues(a, s, labels, source="edges")
+
+
+def test_adapted_cues_keep_the_background_and_the_present_classes_only():
+    from salseg.methods.dcsp.cues import adapted_cues
+
+    scores = torch.zeros(1, 4, 1, 3)                       # background + 3 classes
+    scores[0, 2] = torch.tensor([[5.0, 5.0, 5.0]])         # class 1 is the strongest everywhere, but absent
+    scores[0, 1] = torch.tensor([[1.0, 0.0, -1.0]])        # class 0 (present)
+    scores[0, 0] = torch.tensor([[0.0, 0.5, 0.0]])         # background
+    scores[0, 3] = torch.tensor([[0.0, 0.0, 0.5]])         # class 2 (present)
+    cues = adapted_cues(scores, torch.tensor([[1.0, 0.0, 1.0]]))
+    assert cues.tolist() == [[[1, 0, 3]]] and cues.dtype == torch.int64
+    with pytest.raises(ValueError, match="scores must be"):
+        adapted_cues(scores, torch.ones(1, 4))

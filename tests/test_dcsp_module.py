@@ -150,8 +150,17 @@ def test_configuration_errors_name_the_key():
         _module(class_names=["a", "b"])
     with pytest.raises(ValueError, match="model.scale_range"):
         _module(scale_range=(1.5, 0.5))
+    from lightning.pytorch.strategies import DDPStrategy
+
     m = _module()
-    m.trainer = SimpleNamespace(fit_loop=SimpleNamespace(max_epochs=3), datamodule=SimpleNamespace(
-        augment={"hflip": True}))
+    m.trainer = SimpleNamespace(fit_loop=SimpleNamespace(max_epochs=3), strategy=SimpleNamespace(),
+                                datamodule=SimpleNamespace(augment={"hflip": True}))
     with pytest.raises(ValueError, match=r"data.augment=.*set data.augment=null"):
         m.setup("fit")
+    m.trainer.strategy = DDPStrategy()                                      # the heads train in turns
+    with pytest.raises(ValueError, match="trainer.strategy=ddp_find_unused_parameters_true"):
+        m.setup("fit")
+    m.trainer.strategy = DDPStrategy(find_unused_parameters=True)
+    m.trainer.datamodule.augment = None
+    m.setup("fit")
+    assert m.trainer.fit_loop.max_epochs == m.total_epochs == 3

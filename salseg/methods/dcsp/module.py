@@ -6,12 +6,16 @@ One network (:class:`DCSPNet`: a backbone trunk, a class head and a DeepLab ASPP
    network).
 2. ``seg_epochs``: first the round-0 cues of every training image are made and cached (:mod:`.cues`: hierarchical
    saliency from ``saliency_checkpoint``, multi-scale attention from the class head, their harmonic mean); then
-   the segmentation head is trained on them with cross-entropy PLUS ``lambda_cls`` x the classification loss on
-   the class head (the network continues from the attention network's weights, as the authors' does).
+   the segmentation head is trained on them with cross-entropy PLUS ``lambda_cls`` x an image-level multi-label
+   classification loss (the network continues from the attention network's weights, as the authors' does). Where
+   that loss is taken, ``cls_on``: ``segmentation`` (DESIGN 6.3: on the globally pooled object-class scores of
+   the segmentation head, so each present class must win some pixels; the default) or ``class_head`` (the
+   authors' released code: on the separate class head, which shares only the trunk).
 3. ``adapt_epochs`` (0 = no adapt round): the round-1 cues are the segmentation network's own multi-scale
    predictions restricted to each image's classes; training continues on them.
 
-The learning rate follows the poly schedule (power ``poly_power``) within each phase, restarting at ``lr`` (the
+The optimiser is the authors' SGD (``optimizer: adam``, AdamW, for networks trained from scratch on a CPU, as
+``dcsp_shapes``). The learning rate follows the poly schedule (power ``poly_power``) within each phase, restarting at ``lr`` (the
 authors restart it for every stage); the heads get ``head_lr_mult`` x ``lr``. Training images come un-augmented
 from the data module (``data.augment`` must be null); the module scales, crops and flips image and cue together.
 
@@ -45,6 +49,8 @@ from .cues import IGNORE, SOURCES, adapted_cues, hierarchical_saliency, make_cue
 from .network import DCSPNet, multiscale_seg_scores
 
 PHASES = ("attention", "segmentation", "adapt")
+CLS_ON = ("segmentation", "class_head")
+OPTIMIZERS = ("sgd", "adam")  # sgd: the authors' (fine-tuning); adam (AdamW): networks trained from scratch on a CPU
 
 
 def class_names_for(spec: str | Sequence[str] | None, num_classes: int) -> list[str]:
@@ -71,17 +77,22 @@ class DCSP(L.LightningModule):
 
     def __init__(self, num_classes: int = 20, class_names: str | Sequence[str] | None = "voc",
                  backbone: str = "resnet101", weights: str | None = "imagenet", output_stride: int = 8,
-                 aspp_rates: Sequence[int] = (6, 12, 18), aspp_width: int = 256, freeze_bn: bool = True,
+                 aspp_rates: Sequence[int] = (6, 12, 18), aspp_width: int = 256, class_pooling: str = "avg",
+                 freeze_bn: bool = True,
                  saliency_checkpoint: str | None = None, saliency_thresholds: Sequence[float] = (0.7, 0.8),
                  attention_scales: Sequence[float] = (1.0, 0.75, 0.5), background_threshold: float = 0.4,
                  cue_source: str = "both", cue_dir: str | None = None, cue_batch_size: int = 16,
                  attention_epochs: int = 1, seg_epochs: int = 1, adapt_epochs: int = 1, lambda_cls: float = 1.0,
-                 lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 5e-4, head_lr_mult: float = 10.0,
+                 cls_on: str = "segmentation",
+                 optimizer: str = "sgd", lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 5e-4,
+                 head_lr_mult: float = 10.0,
                  poly_power: float = 0.9, crop_size: int | None = 321, scale_range: Sequence[float] = (0.5, 1.5),
                  hflip: bool = True, test_scales: Sequence[float] = (1.0,), test_flip: bool = False,
                  crf: bool = False, crf_iterations: int = 10):
         super().__init__()
         one_of("model.cue_source", cue_source, SOURCES)
+        one_of("model.optimizer", optimizer, OPTIMIZERS)
+        one_of("model.cls_on", cls_on, CLS_ON)
         if attention_epochs < 1 or seg_epochs < 1 or adapt_epochs < 0:
             raise ValueError(f"model.attention_epochs and model.seg_epochs must be >= 1 and model.adapt_epochs >= 0, "
                              f"got {attention_epochs}, {seg_epochs}, {adapt_epochs}")
@@ -98,7 +109,7 @@ class DCSP(L.LightningModule):
             require_crf()
         self.save_hyperparameters()
         self.names = class_names_for(class_names, int(num_classes))
-        self.net = DCSPNet(num_classes, backbone, weights, output_stride, aspp_rates, aspp_width)
+        self.net = DCSPNet(num_classes, backbone, weights, output_stride, aspp_rates, aspp_width, class_pooling)
         self.val_scores = SemanticSegmentationScores(self.class_names)
         self.run_scores: dict[str, float] = {}
         self._cues: CueCache | None = None
@@ -133,6 +144,13 @@ class DCSP(L.LightningModule):
                   f"segmentation {self.hparams.seg_epochs} + adapt {self.hparams.adapt_epochs}); "
                   f"trainer.max_epochs={loop.max_epochs} is replaced")
             loop.max_epochs = self.total_epochs
+        strategy = self.trainer.strategy
+        if type(strategy).__name__ == "DDPStrategy" and not getattr(strategy, "_ddp_kwargs", {}).get(
+                "find_unused_parameters"):
+            # the segmentation head idles in the attention phase (and the class head without L_cls): plain DDP
+            # would wait for their gradients forever
+            raise ValueError("DCSP trains its two heads in turns, so DDP must allow unused parameters: "
+                             "trainer.strategy=ddp_find_unused_parameters_true")
         dm = self.trainer.datamodule
         if getattr(dm, "augment", None):
             raise ValueError(f"data.augment={dm.augment}: DCSP scales, crops and flips each image together with its "
@@ -185,8 +203,8 @@ class DCSP(L.LightningModule):
         cache = CueCache(self._cue_root(round_), self.cue_settings(round_))
         if not cache.complete:
             self._build_cues(cache, round_)
+            strategy.barrier()  # rank 0 has written the complete manifest: every process may now read it
             cache = CueCache(self._cue_root(round_), self.cue_settings(round_))
-        strategy.barrier()
         self._cues, self._cue_round = cache, round_
 
     @torch.no_grad()
@@ -218,7 +236,7 @@ class DCSP(L.LightningModule):
         silent = 0
         what = "cues" if round_ == 0 else "adapted cues"
         print(f"[salseg] dcsp: making the {what} of {len(dataset)} training images -> {cache.root}")
-        for batch in _progress(loader, what):
+        for batch in _progress(loader, what, enabled=self.trainer.progress_bar_callback is not None):
             if all(cache.path(n).is_file() for n in batch["name"]):
                 continue  # a resumed build: this batch is already on disk
             images, labels = batch["image"].to(self.device), batch["labels"].to(self.device)
@@ -297,11 +315,13 @@ class DCSP(L.LightningModule):
         cues = self._read_cues(batch["name"]).to(self.device) if phase != "attention" else None
         images, cues = self._augment(batch["image"], cues)
         if phase == "attention":
-            cls_loss = multilabel_loss(self.net.class_maps(images).mean((2, 3)), labels)  # the seg head idles
+            cls_loss = multilabel_loss(self.net.pool(self.net.class_maps(images)), labels)  # the seg head idles
             self.log("train/attention_loss", cls_loss, prog_bar=True, batch_size=len(images))
             return cls_loss
         logits, seg = self.net(images)
         seg_loss = F.cross_entropy(seg, cues, ignore_index=IGNORE)
+        if self.hparams.cls_on == "segmentation":
+            logits = self.net.pool(seg[:, 1:])  # the object classes' segmentation scores, pooled per image
         cls_loss = multilabel_loss(logits, labels)
         loss = seg_loss + self.hparams.lambda_cls * cls_loss
         self.log_dict({"train/seg_loss": seg_loss, "train/cls_loss": cls_loss}, batch_size=len(images))
@@ -312,9 +332,12 @@ class DCSP(L.LightningModule):
         hp = self.hparams
         head = {id(p) for p in self.net.head_parameters()}
         trunk = [p for p in self.net.parameters() if id(p) not in head]
-        optimizer = torch.optim.SGD([{"params": trunk, "lr": hp.lr},
-                                     {"params": self.net.head_parameters(), "lr": hp.lr * hp.head_lr_mult}],
-                                    lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        groups = [{"params": trunk, "lr": hp.lr},
+                  {"params": self.net.head_parameters(), "lr": hp.lr * hp.head_lr_mult}]
+        if hp.optimizer == "adam":
+            optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(1, self.total_epochs)))
         bounds = np.cumsum([0, hp.attention_epochs, hp.seg_epochs, hp.adapt_epochs]) * per_epoch
 
@@ -329,10 +352,11 @@ class DCSP(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------ evaluation
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
-        if "class_mask" not in batch:
-            return
-        pred = self.net(batch["image"])[1].argmax(1)
-        self.val_scores.update(pred, batch["class_mask"])
+        logits, seg = self.net(batch["image"])
+        self.log("val/cls_loss", multilabel_loss(logits, batch["labels"]), batch_size=len(logits),
+                 add_dataloader_idx=False)
+        if "class_mask" in batch:
+            self.val_scores.update(seg.argmax(1), batch["class_mask"])
 
     def on_validation_epoch_end(self) -> None:
         if int(self.val_scores.confmat.sum()) > 0:
@@ -366,9 +390,10 @@ class DCSP(L.LightningModule):
         return self.test_step(batch, batch_idx, dataloader_idx)
 
 
-def _progress(iterable, what: str):
+def _progress(iterable, what: str, enabled: bool = True):
+    """A progress bar over the cue batches, shown when the trainer shows its own."""
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover
         return iterable
-    return tqdm(iterable, desc=f"dcsp {what}", leave=False)
+    return tqdm(iterable, desc=f"dcsp {what}", leave=False, disable=not enabled)

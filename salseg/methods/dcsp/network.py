@@ -39,8 +39,9 @@ class DCSPNet(AttentionNet):
     size); ``class_maps`` (attention, from :class:`AttentionNet`) and ``seg_scores`` (at the trunk's stride)."""
 
     def __init__(self, num_classes: int, backbone: str = "resnet101", weights: str | None = "imagenet",
-                 output_stride: int = 8, aspp_rates: Sequence[int] = (6, 12, 18), aspp_width: int = 256):
-        super().__init__(num_classes, backbone, weights, output_stride)
+                 output_stride: int = 8, aspp_rates: Sequence[int] = (6, 12, 18), aspp_width: int = 256,
+                 class_pooling: str = "avg"):
+        super().__init__(num_classes, backbone, weights, output_stride, class_pooling)
         self.seg_head = deeplab_head(self.channels, int(num_classes) + 1, aspp_rates, int(aspp_width))
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
@@ -51,7 +52,7 @@ class DCSPNet(AttentionNet):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.features(images)
-        logits = self.classifier(f).mean(dim=(2, 3))
+        logits = self.pool(self.classifier(f))
         seg = F.interpolate(self.seg_head(f), size=images.shape[-2:], mode="bilinear", align_corners=False)
         return logits, seg
 

@@ -1,0 +1,117 @@
+"""DCSP speed: cue generation (images/s, batched against the authors' one image at a time) and the training step.
+
+    .venv/bin/python benchmarks/bench_dcsp.py [--device cuda] [--backbone resnet50] [--size 161] [--batch 4]
+
+Cue generation = the hierarchical saliency (3 passes of a saliency model: the small MEnet of ``menet_shapes``,
+random weights, at 64 px) + the class attention at scales {1, 0.75, 0.5} + the fusion, on ``--batch`` shapes
+images at ``--size``; "per image" runs the same code on one image at a time (the authors' get_localization does).
+The adapt round's cues (multi-scale segmentation scores) are timed the same way. The training step is one
+forward, backward and SGD step of the segmentation phase (cross-entropy + classification loss) at crop
+``--size`` and batch ``--batch`` (the authors: ResNet-101, 321, 10, on a GPU). Weights are random: the time does
+not depend on them. Each figure is the median of ``--repeats`` timed runs after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from salseg.data.shapes import ShapesDataset
+from salseg.methods.dcsp.attention import multilabel_loss, multiscale_attention
+from salseg.methods.dcsp.cues import adapted_cues, hierarchical_saliency, make_cues
+from salseg.methods.dcsp.network import DCSPNet, multiscale_seg_scores
+from salseg.methods.menet.module import MEnet
+
+
+def timed(fn, device: torch.device, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--backbone", default="resnet50", help="the authors: resnet101")
+    ap.add_argument("--size", type=int, default=161, help="image side / training crop (the authors: 321)")
+    ap.add_argument("--batch", type=int, default=4, help="images per batch (the authors: 10)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+
+    ds = ShapesDataset(split="test", size=args.batch, image_size=args.size)
+    images = torch.stack([ds[i]["image"] for i in range(args.batch)]).to(device)
+    labels = torch.stack([ds[i]["labels"] for i in range(args.batch)]).to(device)
+    menet = MEnet(image_size=64, depth=6, width=8, max_width=64, feature_dim=16).to(device).eval()
+
+    def saliency(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            small = F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False, antialias=True)
+            s = next(iter(menet.saliency_maps(small).values()))
+            return F.interpolate(s, size=x.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+
+    net = DCSPNet(20, args.backbone, None, output_stride=8).to(device).eval()
+    voc_labels = torch.zeros(args.batch, 20, device=device)
+    voc_labels[:, :4] = labels
+
+    def cues(x: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
+        return make_cues(multiscale_attention(net, x), hierarchical_saliency(saliency, x), lab).cues
+
+    batched = timed(lambda: cues(images, voc_labels), device, args.repeats)
+    looped = timed(lambda: [cues(images[i : i + 1], voc_labels[i : i + 1]) for i in range(args.batch)], device,
+                   args.repeats)
+    adapt = timed(lambda: adapted_cues(multiscale_seg_scores(net, images), voc_labels), device, args.repeats)
+
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+    target = torch.randint(0, 21, (args.batch, args.size, args.size), device=device)
+
+    def step() -> None:
+        logits, seg = net(images)
+        loss = F.cross_entropy(seg, target) + multilabel_loss(logits, voc_labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    train_step = timed(step, device, args.repeats)
+    out = {
+        "device": str(device), "backbone": args.backbone, "size": args.size, "batch": args.batch,
+        "threads": torch.get_num_threads(),
+        "cues_batched_img_per_s": args.batch / batched, "cues_per_image_img_per_s": args.batch / looped,
+        "cues_batched_speedup": looped / batched, "adapted_cues_img_per_s": args.batch / adapt,
+        "train_step_s": train_step, "train_img_per_s": args.batch / train_step,
+    }
+    print(f"DCSP on {device} ({torch.get_num_threads()} threads), {args.backbone} output stride 8, "
+          f"{args.size} px, batch {args.batch}")
+    print(f"  cues (3 saliency passes + attention at 3 scales): batched {out['cues_batched_img_per_s']:.2f} img/s, "
+          f"one image at a time {out['cues_per_image_img_per_s']:.2f} img/s (x{out['cues_batched_speedup']:.2f})")
+    print(f"  adapted cues (segmentation at 3 scales): {out['adapted_cues_img_per_s']:.2f} img/s")
+    print(f"  training step (CE + classification loss, SGD): {train_step:.3f} s "
+          f"({out['train_img_per_s']:.2f} img/s)")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
