@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -25,26 +23,15 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from timing import timed  # benchmarks/timing.py
 
 from salseg.data.shapes import ShapesDataset
 from salseg.methods.dcsp.attention import multilabel_loss, multiscale_attention
 from salseg.methods.dcsp.cues import adapted_cues, hierarchical_saliency, make_cues
 from salseg.methods.dcsp.network import DCSPNet, multiscale_seg_scores
 from salseg.methods.menet.module import MEnet
-
-
-def timed(fn, device: torch.device, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +24,9 @@ import torchvision
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from timing import timed  # benchmarks/timing.py
 
 from salseg.data.shapes import ShapesDataset
 from salseg.methods.gd_saliency import GDSaliency
@@ -33,20 +34,6 @@ from salseg.methods.gd_saliency.classifier import ImageClassifier
 from salseg.methods.gd_saliency.gradient import gradient_saliency
 from salseg.methods.gd_saliency.refine import refine, slic_superpixels
 from salseg.methods.gd_saliency.segment import segment_from_saliency
-
-
-def timed(fn, device: torch.device, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:

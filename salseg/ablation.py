@@ -123,9 +123,11 @@ def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "abl
     lines += ["Runs:", *[f"- {v}: `{d}`" for v, d in run_dirs.items()], ""]
     (out / "table.md").write_text("\n".join(lines))
     plots.pr_curves(curves, out / "pr_curves.png", title=f"{kind} {name}")
-    if datasets:
-        plots.metric_bars({v: r[datasets[0]] for v, r in rows.items() if datasets[0] in r},
-                          [m for m in metrics if m != "MAE"], out / "metrics.png", title=f"{name}: {datasets[0]}")
+    if datasets:  # the bars of the dataset most rows were scored on (an ablation may add a baseline's own set)
+        main = max(datasets, key=lambda d: sum(d in r for r in rows.values()))
+        shown = {v: r[main] for v, r in rows.items() if main in r}
+        plots.metric_bars(shown, [m for m in metrics if m != "MAE" and any(m in r for r in shown.values())],
+                          out / "metrics.png", title=f"{name}: {main}")
     tracking.write_json_atomic(out / "results.json", {kind: name, "results": rows, "runs": run_dirs})
     print("\n" + (out / "table.md").read_text())
     print(f"[salseg] {kind} outputs in {out}")

@@ -164,3 +164,36 @@ def test_configuration_errors_name_the_key():
     m.trainer.datamodule.augment = None
     m.setup("fit")
     assert m.trainer.fit_loop.max_epochs == m.total_epochs == 3
+
+
+def test_dcsp_voc_has_the_authors_settings_and_runs_on_a_tiny_voc_tree(tmp_path):
+    import importlib.util
+
+    from test_data_voc import TRAIN, VAL, write_voc
+
+    from salseg.data import VOC_CLASSES
+    from salseg.runner import run
+
+    cfg = compose("dcsp_voc")
+    m, d = cfg.model, cfg.data
+    assert (m.backbone, m.crop_size, d.batch_size, m.lr, m.poly_power, m.momentum, m.weight_decay, m.head_lr_mult,
+            m.optimizer, m.crf) == ("resnet101", 321, 10, 1e-3, 0.9, 0.9, 5e-4, 10.0, "sgd", True)
+    assert (d.train.split, [k for k, v in d.test.items() if v is not None]) == ("train_aug", ["voc_val"])
+    write_voc(tmp_path / "data")
+    has_crf = importlib.util.find_spec("pydensecrf") is not None
+    result = run(compose("dcsp_voc", [
+        "logger=csv", "trainer=cpu", f"data.root={tmp_path / 'data'}", "data.num_workers=0", "data.image_size=32",
+        "data.batch_size=2", "data.eval_batch_size=4", "model.backbone=mini_vgg", "model.weights=null",
+        "model.aspp_rates=[1,2]", "model.aspp_width=8", "model.crop_size=24", "model.cue_source=attention",
+        "model.attention_epochs=1", "model.seg_epochs=1", "model.adapt_epochs=1", f"model.crf={has_crf}",
+        "trainer.enable_progress_bar=false", f"runs_dir={tmp_path / 'runs'}"]))
+    doc = json.loads((result.run_dir / "metrics.json").read_text())
+    assert doc["n_images"] == {"voc_val": len(VAL)}
+    scores = doc["datasets"]["voc_val"]
+    assert {f"IoU_{c}" for c in ("background", *VOC_CLASSES)} <= set(scores)
+    assert 0.0 <= scores["mIoU"] <= 1.0 and "train_cues_mIoU" in scores   # train_aug has masks to score cues
+    manifest = json.loads((result.run_dir / "cues" / "round0" / "manifest.json").read_text())
+    assert len(manifest["names"]) == len(TRAIN) + 1                        # train_aug: TRAIN + the SBD image
+    assert not set(manifest["names"]) & set(VAL)                          # no val image is trained on
+    if has_crf:
+        assert "segmentation_crf" in doc["maps"]
