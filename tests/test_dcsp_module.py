@@ -62,6 +62,30 @@ def test_short_run_makes_both_cue_rounds_trains_and_scores_miou_per_class(dcsp_r
         assert key in logged
 
 
+def test_saliency_only_cues_leave_several_class_images_unlabelled_and_still_train(saliency_ckpt, tmp_path):
+    from salseg.runner import run
+
+    cfg = compose("dcsp_shapes", TINY_DATA + [
+        "data.train.size=16", "data.val.size=4", "data.test.shapes_multi.size=4", "model.attention_epochs=1",
+        "model.seg_epochs=1", "model.adapt_epochs=0", "model.cue_batch_size=16", "model.crop_size=24",
+        "model.cue_source=saliency", f"model.saliency_checkpoint={saliency_ckpt}", f"runs_dir={tmp_path}"])
+    result = run(cfg)
+    scores = result.metrics["segmentation"]["shapes_multi"]
+    assert 0.0 <= scores["train_cues_mIoU"] <= 1.0 and "train_adapted_cues_mIoU" not in scores
+    import numpy as np
+    from PIL import Image
+
+    from salseg.data.shapes import ShapesDataset
+
+    ds = ShapesDataset(split="train", size=16, image_size=64, max_objects=2, min_radius=0.15, clutter=0.0,
+                       camouflage=0.0)
+    several = [s["name"] for s in (ds[i] for i in range(16)) if s["labels"].sum() > 1]
+    assert several                                                          # the tiny set has some
+    for name in several:
+        cue = np.array(Image.open(result.run_dir / "cues" / "round0" / f"{name}.png"))
+        assert set(np.unique(cue)) <= {0, 255}                              # salient pixels: which class? unknown
+
+
 def test_a_cue_cache_made_with_other_settings_is_refused_naming_the_key(dcsp_run):
     root = dcsp_run.run_dir / "cues" / "round0"
     settings = json.loads((root / "manifest.json").read_text())["settings"]

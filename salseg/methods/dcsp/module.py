@@ -22,7 +22,8 @@ from the data module (``data.augment`` must be null); the module scales, crops a
 Cues live under ``<run>/cues/round<k>/`` (or ``cue_dir``), written once and read by every later step, epoch and
 resumed run; their settings are fingerprinted, so a cache made with other settings is refused (``StaleCueCache``).
 The cues' own mIoU against the training ground truth (where the data has pixel labels; never used for training)
-is measured while they are made and reported as ``train_cues_mIoU`` / ``train_adapted_cues_mIoU``.
+is measured while they are made and reported as ``train_cues_mIoU`` / ``train_adapted_cues_mIoU``; pixels the
+cues leave unlabelled (255: the saliency-only cues of an image with several classes) are not scored.
 
 Test: ``segmentation`` (class probabilities at ``test_scales``, averaged, optionally with flips) and, with
 ``crf: true``, ``segmentation_crf`` (dense CRF, :mod:`.crf`); both are scored with mIoU and per-class IoU.
@@ -38,6 +39,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from salseg.metrics.segmentation import SemanticSegmentationScores
@@ -237,10 +239,12 @@ class DCSP(L.LightningModule):
         what = "cues" if round_ == 0 else "adapted cues"
         print(f"[salseg] dcsp: making the {what} of {len(dataset)} training images -> {cache.root}")
         for batch in _progress(loader, what, enabled=self.trainer.progress_bar_callback is not None):
-            if all(cache.path(n).is_file() for n in batch["name"]):
-                continue  # a resumed build: this batch is already on disk
             images, labels = batch["image"].to(self.device), batch["labels"].to(self.device)
-            if round_ == 0:
+            on_disk = all(cache.path(n).is_file() for n in batch["name"])
+            if on_disk:  # a resumed build: these cues were made before the interruption (still scored below)
+                cues = torch.from_numpy(np.stack([np.array(Image.open(cache.path(n))) for n in batch["name"]]))
+                cues = cues.long().to(self.device)
+            elif round_ == 0:
                 attention = (multiscale_attention(self.net, images, hp.attention_scales)
                              if hp.cue_source != "saliency" else torch.zeros_like(labels)[:, :, None, None]
                              .expand(-1, -1, *images.shape[-2:]))
@@ -251,13 +255,17 @@ class DCSP(L.LightningModule):
                 cues, silent = result.cues, silent + len(result.silent)
             else:
                 cues = adapted_cues(multiscale_seg_scores(self.net, images, hp.attention_scales), labels)
-            for name, cue in zip(batch["name"], cues.cpu().numpy()):
-                cache.write(name, cue.astype(np.uint8))
+            if not on_disk:
+                for name, cue in zip(batch["name"], cues.cpu().numpy()):
+                    cache.write(name, cue.astype(np.uint8))
             truth = batch.get("class_mask")
             has = batch.get("has_mask", torch.ones(len(images), dtype=torch.bool))
             if truth is not None and bool(has.any()):
                 keep = [i for i in range(len(images)) if bool(has[i])]
-                scores.update([cues[i] for i in keep], [truth[i].to(self.device) for i in keep])
+                # a pixel the cues leave unlabelled (IGNORE: saliency-only cues of a several-class image) is not
+                # trained on, so it is not scored either
+                truths = [torch.where(cues[i] == IGNORE, IGNORE, truth[i].to(self.device)) for i in keep]
+                scores.update([torch.where(cues[i] == IGNORE, 0, cues[i]) for i in keep], truths)
         self.net.train(was_training)
         self.train(self.training)  # frozen batch norm stays frozen
         strategy.barrier()
