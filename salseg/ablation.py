@@ -110,14 +110,16 @@ def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "abl
     lines = [f"# {kind.capitalize()} {name}", ""]
     for ds in datasets:
         head = "variant" if kind == "ablation" else "method"
-        lines += [f"## {ds}", "", f"| {head} | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+        # a dataset's section shows the metrics some row has on it (a saliency baseline's set has no mIoU, a
+        # semantic one no maxF); within it, segF / Jaccard or mIoU cells of rows without them stay blank
+        shown = [m for m in metrics if any(m in r.get(ds, {}) for r in rows.values())]
+        best = {m: (min if m == "MAE" else max)(r[ds][m] for r in rows.values() if m in r.get(ds, {}))
+                for m in shown}
+        lines += [f"## {ds}", "", f"| {head} | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|"]
         for vname, per_ds in rows.items():
             if ds in per_ds:
-                # segF / Jaccard exist only for binary segmentations: other rows leave them blank
-                best = {m: (min if m == "MAE" else max)(r[ds][m] for r in rows.values() if m in r.get(ds, {}))
-                        for m in metrics}
                 cells = ["" if m not in per_ds[ds] else f"**{per_ds[ds][m]:.4f}**" if per_ds[ds][m] == best[m]
-                         else f"{per_ds[ds][m]:.4f}" for m in metrics]
+                         else f"{per_ds[ds][m]:.4f}" for m in shown]
                 lines.append(f"| {vname} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["Runs:", *[f"- {v}: `{d}`" for v, d in run_dirs.items()], ""]

@@ -132,3 +132,18 @@ def test_checkpoint_of_must_name_an_earlier_variant(tmp_path):
         ablation_plan(OmegaConf.create({"base": "gd_shapes", "variants": {"b": {}, "a": {"use_checkpoint_of": "b"}}}))
     with pytest.raises(Exception, match="unknown experiment 'rc_nope'"):
         ablation_plan(OmegaConf.create({"base": "gd_shapes", "variants": {"a": {"experiment": "rc_nope"}}}))
+
+
+def test_a_table_of_saliency_and_semantic_rows_on_different_test_sets(tmp_path):
+    # dcsp_cues: the saliency model's row (SOD metrics on its own set) beside mIoU rows on another set
+    from salseg.ablation import write_outputs
+
+    rows = {"saliency_model": {"shapes": {"maxF": 0.61, "MAE": 0.17}},
+            "both": {"shapes_multi": {"mIoU": 0.34, "pixAcc": 0.88}},
+            "attention_only": {"shapes_multi": {"mIoU": 0.54, "pixAcc": 0.90}}}
+    write_outputs(tmp_path, "mixed", rows, {}, {k: f"/runs/{k}" for k in rows})
+    table = (tmp_path / "table.md").read_text()
+    multi = table.split("## shapes_multi")[1]
+    assert "| variant | mIoU | pixAcc |" in multi and "| attention_only | **0.5400** | **0.9000** |" in multi
+    assert "| variant | maxF | MAE |" in table.split("## shapes_multi")[0]
+    assert (tmp_path / "metrics.png").is_file()
