@@ -1,5 +1,7 @@
 """Config composition: every experiment composes; typos and unknown names are errors that say what to do."""
 
+import importlib.util
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -21,22 +23,37 @@ def test_every_experiment_composes_and_builds_its_classes(name, monkeypatch):
     # only registered kinds, and every model key is a constructor argument of its class
     assert resolved["data"]["kind"] in registry.DATA_MODULES
     cls = registry.model_class(resolved["model"]["kind"])
+    if resolved["model"]["kind"] == "dcsp":  # its saliency model is another run's checkpoint: none named here
+        with pytest.raises(ValueError, match="model.saliency_checkpoint is not set"):
+            registry.build_model(resolved["model"])
+        resolved["model"]["saliency_checkpoint"] = "runs/menet_shapes/x/checkpoints/last.ckpt"
+        if resolved["model"]["crf"] and importlib.util.find_spec("pydensecrf") is None:  # an optional extra
+            with pytest.raises(ImportError, match="pip install -e '.\\[crf\\]'"):
+                registry.build_model(resolved["model"])
+            resolved["model"]["crf"] = False
     if resolved["model"].get("weights") == "imagenet":  # the paper experiments: no ImageNet file here
         from salseg.methods.gd_saliency.classifier import WeightsNotFound
 
         monkeypatch.setenv("TORCH_HOME", "/nonexistent")
         with pytest.raises(WeightsNotFound, match="/nonexistent/hub/checkpoints/.*set model.weights=null"):
             registry.build_model(resolved["model"])
-        resolved["model"].update(weights=None, finetune="all")
+        resolved["model"]["weights"] = None
+        if "finetune" in resolved["model"]:
+            resolved["model"]["finetune"] = "all"
     model = registry.build_model(resolved["model"])
     assert isinstance(model, cls)
 
 
 @pytest.mark.parametrize("name", COMPARISONS)
 def test_every_comparison_composes_each_entry(name):
+    from salseg.config import comparison_plan
+
     entries = comparison_entries(load_comparison(name), ["seed=3"])
+    links = {v.name: v.use_checkpoint_of for v in comparison_plan(load_comparison(name))}
     assert len(entries) >= 2
     for entry, overrides in entries.items():
+        # an earlier entry's checkpoint (the runner passes its path): any path builds the model
+        overrides = overrides + [f"{key}=runs/{ref}/x/checkpoints/last.ckpt" for key, ref in links[entry]]
         cfg = compose(entry, overrides)
         assert cfg.name == entry and cfg.seed == 3
         registry.build_model(OmegaConf.to_container(cfg.model, resolve=True))
@@ -44,11 +61,16 @@ def test_every_comparison_composes_each_entry(name):
 
 def test_quickstart_compares_every_method_on_the_same_images():
     entries = comparison_entries(load_comparison("quickstart"))
-    assert list(entries) == ["rc_shapes", "menet_shapes", "gd_shapes"]
+    assert list(entries) == ["rc_shapes", "menet_shapes", "gd_shapes", "dcsp_shapes"]
     tests = [OmegaConf.to_container(compose(e, o).data.test) for e, o in entries.items()]
     same = {"shapes": {"dataset": "shapes", "split": "test", "size": 120}}
     assert tests[0] == tests[1] == same
     assert tests[2] == {"shapes_single": None, **same}  # GD's own single-object test set is dropped
+    assert tests[3] == {"shapes_multi": None, **same}   # so is DCSP's
+    from salseg.config import comparison_plan
+
+    dcsp = comparison_plan(load_comparison("quickstart"))[3]
+    assert dcsp.use_checkpoint_of == (("model.saliency_checkpoint", "menet_shapes"),)  # its saliency model
     from salseg.data import SaliencyDataModule
 
     assert SaliencyDataModule(root="data", test=tests[2]).test_names == ["shapes"]
