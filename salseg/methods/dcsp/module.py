@@ -15,9 +15,10 @@ One network (:class:`DCSPNet`: a backbone trunk, a class head and a DeepLab ASPP
    predictions restricted to each image's classes; training continues on them.
 
 The optimiser is the authors' SGD (``optimizer: adam``, AdamW, for networks trained from scratch on a CPU, as
-``dcsp_shapes``). The learning rate follows the poly schedule (power ``poly_power``) within each phase, restarting at ``lr`` (the
-authors restart it for every stage); the heads get ``head_lr_mult`` x ``lr``. Training images come un-augmented
-from the data module (``data.augment`` must be null); the module scales, crops and flips image and cue together.
+``dcsp_shapes``). The learning rate follows the poly schedule (power ``poly_power``) within each phase, restarting
+at ``lr`` (the authors restart it for every stage); the heads get ``head_lr_mult`` x ``lr``. Training images come
+un-augmented from the data module (``data.augment`` must be null); the module scales, crops and flips image and cue
+together.
 
 Cues live under ``<run>/cues/round<k>/`` (or ``cue_dir``), written once and read by every later step, epoch and
 resumed run; their settings are fingerprinted, so a cache made with other settings is refused (``StaleCueCache``).
