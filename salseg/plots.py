@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -82,6 +83,7 @@ def saliency_grid(images: Sequence[np.ndarray], gts: Sequence[np.ndarray], preds
     return path
 
 
+@functools.lru_cache(maxsize=1)
 def label_palette() -> np.ndarray:
     """(256, 3) uint8 colours for label maps: PASCAL VOC's palette (0 black background, 1 dark red, ...: the bits
     of the label spread over the colour channels), 255 (ignore) white, so a grid reads like the VOC masks."""
@@ -95,4 +97,5 @@ def label_palette() -> np.ndarray:
             c >>= 3
         palette[label] = (r, g, b)
     palette[255] = (255, 255, 255)
+    palette.setflags(write=False)  # cached: shared by every call
     return palette

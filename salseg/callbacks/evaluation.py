@@ -123,7 +123,9 @@ class SODEvaluation(Callback):
                 self.metrics[(map_name, ds)] = SODMetrics().to(device)
                 if map_name in self.binary_maps:
                     self.segmentation_metrics[(map_name, ds)] = BinarySegmentationScores().to(device)
-        return self.semantic_metrics.get((map_name, dataset)) or self.metrics[(map_name, dataset)]
+        if map_name in self.semantic_maps:
+            return self.semantic_metrics[(map_name, dataset)]
+        return self.metrics[(map_name, dataset)]
 
     def _agree_on_map_names(self, trainer, device) -> None:
         """Under DDP a process that got no batch at all has seen no map name: take rank 0's list, plus any

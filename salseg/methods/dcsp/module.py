@@ -247,8 +247,8 @@ class DCSP(L.LightningModule):
                 cues = cues.long().to(self.device)
             elif round_ == 0:
                 attention = (multiscale_attention(self.net, images, hp.attention_scales)
-                             if hp.cue_source != "saliency" else torch.zeros_like(labels)[:, :, None, None]
-                             .expand(-1, -1, *images.shape[-2:]))
+                             if hp.cue_source != "saliency"
+                             else images.new_zeros(len(images), labels.shape[1], *images.shape[-2:]))
                 saliency = (hierarchical_saliency(source, images, hp.saliency_thresholds) if source is not None
                             else torch.zeros_like(images[:, :1]))
                 result = make_cues(attention, saliency, labels, hp.background_threshold, batch["name"],
