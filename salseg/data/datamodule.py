@@ -75,7 +75,7 @@ class BuildContext:
     dataset: str  # the registry name
     root: Path  # data root (the module's, or the spec's ``root``)
     role: str  # train / val / test: train = augmentation, no gt; val/test = resize only + gt; test = distortion
-    image_size: int  # network input side S
+    image_size: int | None  # network input side S; None = native size
     augment: dict | None = None
     distortion_spec: dict | None = None
     seed: int = 0
@@ -221,7 +221,8 @@ class SaliencyDataModule(LightningDataModule):
         val: None, one spec, a list of specs, or a {display name: spec} mapping.
         test: {display name: spec} (also accepted: one spec, a list of specs). A name mapped to null is dropped,
             so ``data.test.<name>=null`` removes a test set an experiment names.
-        image_size: network input side S (images and masks are resized to S x S).
+        image_size: network input side S (images and masks are resized to S x S), or null to keep every image
+            at its native size (batches then carry lists of images; see ``salseg.data.collate``).
         batch_size: training batch size. eval_batch_size: val/test batch size (default: batch_size).
         num_workers: DataLoader workers per loader.
         augment: training augmentation, e.g. ``{crop_scale: [0.9, 1.0], hflip: true}`` (train only).
@@ -239,7 +240,7 @@ class SaliencyDataModule(LightningDataModule):
         train: dict | None = None,
         val: dict | list | None = None,
         test: dict | list | None = None,
-        image_size: int = 224,
+        image_size: int | None = 224,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
@@ -252,11 +253,11 @@ class SaliencyDataModule(LightningDataModule):
         train, val, test = _plain(train), _plain(val), _plain(test)
         augment, distortion = _plain(augment), _plain(distortion)
         self.root = Path(str(root)).expanduser()
-        self.image_size = int(image_size)
+        self.image_size = None if image_size is None else int(image_size)
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size) if eval_batch_size is not None else self.batch_size
-        if self.image_size < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError("image_size, batch_size and eval_batch_size must be positive")
+        if (self.image_size is not None and self.image_size < 1) or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("image_size (or null for native size), batch_size and eval_batch_size must be positive")
         self.num_workers = int(num_workers)
         self.augment = dict(augment) if augment else None
         self.distortion = dict(distortion) if distortion else None

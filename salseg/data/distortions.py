@@ -1,6 +1,9 @@
 """Test-time distortions of the network input (MEnet's robustness study): AWGN and JPEG re-compression.
 
-They act on the transformed image (float in [0, 1], (3, H, W) or (B, 3, H, W)), never on the ground truth.
+They act on the DECODED DATASET IMAGE at its native resolution, before any resize or crop (paper 003 Sec. IV-D
+distorts the test images themselves, so a variance of 0.01 is 0.01 at native size), never on the ground truth:
+datasets call :meth:`Distortion.native` on the decoded image and hand the result to their transform. The functions
+take float images in [0, 1], (3, H, W) or (B, 3, H, W).
 A spec is ``{kind: awgn, variance: 0.01}`` / ``{kind: awgn, variance: [0.0, 0.05]}`` or ``{kind: jpeg, quality: 30}``
 / ``{kind: jpeg, quality: [10, 90]}``. A range draws a strength per image from ``numpy.random.default_rng([seed,
 index])`` (uniform; JPEG qualities are integers, both ends included), and AWGN's noise comes from the same seeded
@@ -100,6 +103,13 @@ class Distortion:
         if self.kind == "jpeg":
             return int(rng.integers(int(lo), int(hi) + 1))
         return float(rng.uniform(float(lo), float(hi)))
+
+    def native(self, image: Any, index: int) -> torch.Tensor:
+        """Distort a decoded dataset image (uint8 (H, W, 3) numpy or float (3, H, W)) at its native size, before
+        any transform: float32 (3, H, W) in [0, 1] out, ready for the joint transform."""
+        from .transforms import to_image_tensor
+
+        return self(to_image_tensor(image), index)
 
     def __call__(self, image: torch.Tensor, index: int) -> torch.Tensor:
         rng = self._rng(index)

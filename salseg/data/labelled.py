@@ -11,8 +11,10 @@ the sample contract of ``salseg.data``:
 * ``name``, ``dataset``; eval roles: ``gt`` uint8 (H, W) original resolution = mask * 255 (void -> 0), and
   ``gt_class`` uint8 (H, W), the raw class map (0, c + 1, 255) for mIoU-style evaluation;
 * ``masked: true`` (GD method's CNN2/CNN3): ``image`` has its object pixels replaced by ``fill`` (default: the
-  mean colour of the split's first ``mean_samples`` images) and ``original`` holds the unmasked image. Void pixels
-  are masked too: in VOC they outline every object and mark difficult ones, so leaving them would leak the shape.
+  mean colour of the split's first ``mean_samples`` images) and ``original`` holds the unmasked image. Every pixel
+  whose class is not background is masked, void included: in VOC it outlines every object and covers difficult ones,
+  so leaving it would leak the shape (``salseg.data.masking.masking_region``, shared with the GD method's on-the-fly
+  masking). An image without pixel annotation (``has_mask`` false) is left unmasked: no object pixel is known.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .masking import dataset_mean_colour, mask_objects
+from .masking import dataset_mean_colour, mask_objects, masking_region
 from .transforms import JointTransform
 
 IGNORE = 255
@@ -50,7 +52,8 @@ class LabelledSegDataset(Dataset, abc.ABC):
         name: the ``dataset`` string of the samples.
         transform: a :class:`JointTransform` (input size S).
         with_gt: add ``gt`` / ``gt_class`` (eval roles).
-        distortion: optional test-time distortion, applied after masking, to ``image`` only.
+        distortion: optional test-time distortion of the decoded image at native size, before the transform and
+            the masking (``salseg.data.distortions``).
         masked: replace object pixels of ``image`` by ``fill`` and add ``original``.
         fill: (3,) colour in [0, 1]; None = mean colour of the first ``mean_samples`` images (computed once).
     """
@@ -92,22 +95,23 @@ class LabelledSegDataset(Dataset, abc.ABC):
             self._fill = dataset_mean_colour(view, max_samples=self.mean_samples)
         return self._fill
 
-    def sample(self, index: int, transform: JointTransform) -> tuple[Raw, dict[str, torch.Tensor]]:
+    def sample(self, index: int, transform: JointTransform, distort: bool = False) -> tuple[Raw, dict[str, torch.Tensor]]:
         raw = self.load(index)
         cm = raw.class_map
         obj = ((cm > 0) & (cm != IGNORE)).astype(np.uint8)
-        out = transform(raw.image, obj, cm.astype(np.int64))
+        image = raw.image
+        if distort and self.distortion is not None:  # the dataset image itself, before any resize
+            image = self.distortion.native(image, index)
+        out = transform(image, obj, cm.astype(np.int64))
         return raw, out
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        raw, out = self.sample(index, self.transform)
+        raw, out = self.sample(index, self.transform, distort=True)
         img = out["image"]
         sample: dict[str, Any] = {}
         if self.masked:
             sample["original"] = img
-            img = mask_objects(img, (out["class_mask"] != 0).to(torch.float32), self.fill)
-        if self.distortion is not None:
-            img = self.distortion(img, index)
+            img = mask_objects(img, masking_region(out["mask"], out["class_mask"], raw.has_mask), self.fill)
         sample.update({
             "image": img,
             "mask": out["mask"],

@@ -259,7 +259,8 @@ class ShapesDataset(Dataset):
         transform: a :class:`JointTransform`; None = resize-free eval (tensors at native size).
         with_gt: add ``gt`` (uint8 (S,S) = mask * 255 at native size) and ``gt_class`` (uint8 (S,S), the class
             mask at native size), for eval splits.
-        distortion: an optional test-time ``Distortion`` applied to the transformed image.
+        distortion: an optional test-time ``Distortion`` of the generated image at native size, before the
+            transform.
         name: the ``dataset`` string of the samples.
         cache: keep each rendered sample (8-bit image, 8-bit class mask: about 65 KB at 128 px) in memory after
             its first use, so later epochs only pay for the transform. Rendering is most of a sample's cost
@@ -358,10 +359,10 @@ class ShapesDataset(Dataset):
         gi = self._index(index)
         image, cm, objects = self._raw(gi)
         label, labels = _targets(cm, objects, self.num_classes)
+        if self.distortion is not None:  # the generated image itself, before any resize (distortions.py)
+            image = self.distortion.native(image, index)
         out = self.transform(image, (cm > 0).astype(np.uint8), cm)
         image = out["image"]
-        if self.distortion is not None:
-            image = self.distortion(image, index)
         sample: dict[str, Any] = {
             "image": image,
             "mask": out["mask"],

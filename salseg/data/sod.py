@@ -58,7 +58,8 @@ class SODFolderDataset(Dataset):
         name: the ``dataset`` string of the samples.
         transform: a :class:`JointTransform` (input size S).
         with_gt: add ``gt``: the original-resolution mask, uint8 raw values (eval splits).
-        distortion: an optional test-time distortion applied to the transformed image (never to the masks).
+        distortion: an optional test-time distortion of the decoded image at native size, before the transform
+            (never of the masks).
     """
 
     def __init__(
@@ -90,11 +91,10 @@ class SODFolderDataset(Dataset):
         image = read_image(pair.image)
         gt = read_mask(pair.mask)
         check_pair_sizes(pair, image.shape[:2], gt.shape)
+        if self.distortion is not None:  # the dataset image itself, before any resize (distortions.py)
+            image = self.distortion.native(image, index)
         out = self.transform(image, (gt > 128).astype(np.uint8))
-        img = out["image"]
-        if self.distortion is not None:
-            img = self.distortion(img, index)
-        sample: dict[str, Any] = {"image": img, "mask": out["mask"], "name": pair.stem, "dataset": self.name}
+        sample: dict[str, Any] = {"image": out["image"], "mask": out["mask"], "name": pair.stem, "dataset": self.name}
         if self.with_gt:
             sample["gt"] = torch.from_numpy(gt)
         return sample

@@ -5,6 +5,8 @@ Input: an image ``uint8 (H, W, 3)`` numpy array (or ``(3, H, W)`` tensor), a bin
 ImageNet-normalised), ``mask`` float32 (1, S, S) in {0, 1}, ``class_mask`` int64 (S, S).
 
 * eval: resize to S x S (image bilinear with antialias, masks nearest). An input already S x S is left as is.
+  ``size=None`` keeps every image at its native resolution (Cheng's Region Contrast and DCSP's testing run at
+  native size); a batch of such images is collated as a list (``salseg.data.collate``).
 * train: a random crop covering ``crop_scale`` of the image AREA with the image's own aspect ratio (relative
   aspect jitter ``crop_ratio``, default none), resized to S x S, then a horizontal flip with probability 0.5 when
   ``hflip``. With ``crop_scale: [0.9, 1.0]`` and ``hflip: true`` this is MEnet's augmentation. Randomness comes
@@ -25,7 +27,8 @@ from torchvision.transforms.v2 import functional as TF
 AUGMENT_KEYS = ("crop_scale", "crop_ratio", "hflip")
 
 
-def _to_image_tensor(image: Any) -> torch.Tensor:
+def to_image_tensor(image: Any) -> torch.Tensor:
+    """uint8 (H, W, 3) / (H, W) numpy or a (3, H, W) tensor -> float32 (3, H, W) in [0, 1]."""
     if isinstance(image, np.ndarray):
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
@@ -52,7 +55,8 @@ class JointTransform:
     """Apply the same geometric transform to an image and its masks.
 
     Args:
-        size: output side S (square output).
+        size: output side S (square output), or None for the native size (train: the crop is kept at its own
+            size, not resized).
         train: random crop / flip when True, plain resize otherwise.
         crop_scale: (lo, hi) fraction of the image area kept by the random crop (train only); None = no crop.
         crop_ratio: (lo, hi) jitter of the crop's aspect ratio relative to the image's own (1 = same aspect).
@@ -61,15 +65,15 @@ class JointTransform:
 
     def __init__(
         self,
-        size: int,
+        size: int | None,
         train: bool = False,
         crop_scale: tuple[float, float] | None = None,
         crop_ratio: tuple[float, float] = (1.0, 1.0),
         hflip: bool = False,
     ):
-        self.size = int(size)
-        if self.size < 1:
-            raise ValueError(f"image size must be positive, got {size}")
+        self.size = None if size is None else int(size)
+        if self.size is not None and self.size < 1:
+            raise ValueError(f"image size must be positive or null (native size), got {size}")
         self.train = bool(train)
         if crop_scale is not None:
             lo, hi = (float(v) for v in crop_scale)
@@ -82,7 +86,7 @@ class JointTransform:
             raise ValueError(f"crop_ratio must satisfy 0 < lo <= hi, got {crop_ratio}")
         self.crop_ratio = (rlo, rhi)
         self.hflip = bool(hflip)
-        self._resize = v2.Resize((self.size, self.size), antialias=True)
+        self._resize = v2.Resize((self.size, self.size), antialias=True) if self.size is not None else None
 
     def __repr__(self) -> str:
         return (
@@ -104,7 +108,7 @@ class JointTransform:
         return top, left, ch, cw
 
     def __call__(self, image: Any, mask: Any | None = None, class_mask: Any | None = None) -> dict[str, torch.Tensor]:
-        img = tv_tensors.Image(_to_image_tensor(image))
+        img = tv_tensors.Image(to_image_tensor(image))
         items: dict[str, Any] = {"image": img}
         if mask is not None:
             items["mask"] = tv_tensors.Mask(_to_mask_tensor(mask, torch.uint8))
@@ -117,11 +121,14 @@ class JointTransform:
 
         if self.train and self.crop_scale is not None:
             top, left, ch, cw = self._crop_box(h, w)
-            items = {
-                k: TF.resized_crop(v, top, left, ch, cw, [self.size, self.size], antialias=True)
-                for k, v in items.items()
-            }
-        elif (h, w) != (self.size, self.size):
+            if self.size is None:
+                items = {k: TF.crop(v, top, left, ch, cw) for k, v in items.items()}
+            else:
+                items = {
+                    k: TF.resized_crop(v, top, left, ch, cw, [self.size, self.size], antialias=True)
+                    for k, v in items.items()
+                }
+        elif self.size is not None and (h, w) != (self.size, self.size):
             items = self._resize(items)
         if self.train and self.hflip and bool(torch.rand(1) < 0.5):
             items = {k: TF.horizontal_flip(v) for k, v in items.items()}
@@ -134,7 +141,7 @@ class JointTransform:
         return out
 
 
-def build_transform(size: int, train: bool, augment: Mapping[str, Any] | None = None) -> JointTransform:
+def build_transform(size: int | None, train: bool, augment: Mapping[str, Any] | None = None) -> JointTransform:
     """The transform for a split: ``augment`` (``{crop_scale: [lo, hi], crop_ratio: [lo, hi], hflip: bool}``)
     applies only when ``train``; unknown keys are an error naming the accepted ones."""
     augment = dict(augment or {})
