@@ -58,6 +58,8 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
     # callback copes (metric states are reduced over all processes), so let Lightning allow it.
     model.allow_zero_length_dataloader_with_multiple_devices = True
 
+    if trainable and hasattr(datamodule, "check_overlap"):
+        datamodule.check_overlap()  # no test image reaches training: refused (or recorded) before anything runs
     if resume and not trainable:
         print(f"[salseg] RESUME ignored: {container['model']['kind']} trains nothing; testing into a new run")
     run_dir = tracking.prepare_run_dir(container["runs_dir"], container["name"], resume=resume and trainable)
@@ -108,7 +110,7 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
     result = RunResult(run_dir=run_dir, metrics=evaluation.results, curves=evaluation.curves, seconds=time.time() - start)
     if trainer.is_global_zero:
         tracking.write_json_atomic(run_dir / "curves.json", evaluation.curves)
-        tracking.write_json_atomic(run_dir / "metrics.json", _metrics_document(container, evaluation, result))
+        tracking.write_json_atomic(run_dir / "metrics.json", _metrics_document(container, evaluation, result, datamodule))
         _print_summary(container["name"], evaluation)
     tracking.finish_loggers(loggers)
     return result
@@ -134,7 +136,7 @@ def load_for_test(cls, ckpt_path: str, model_cfg: dict):
     return cls.load_from_checkpoint(ckpt_path, **{k: v for k, v in model_cfg.items() if k in keys})
 
 
-def _metrics_document(container: dict, evaluation, result: RunResult) -> dict:
+def _metrics_document(container: dict, evaluation, result: RunResult, datamodule=None) -> dict:
     primary = evaluation.primary_map
     return {
         "experiment": container["name"],
@@ -143,6 +145,7 @@ def _metrics_document(container: dict, evaluation, result: RunResult) -> dict:
         "datasets": evaluation.results.get(primary, {}),  # dataset -> metric -> value, for the primary map
         "maps": evaluation.results,  # every map the method produced
         "n_images": evaluation.counts,
+        "protocol": getattr(datamodule, "protocol", {}),
         "seconds": round(result.seconds, 2),
     }
 

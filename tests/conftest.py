@@ -19,12 +19,18 @@ def shared_data() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def _pixel_hash_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("salseg_cache")
+
+
 @pytest.fixture(autouse=True)
-def _offline_wandb(monkeypatch):
+def _offline_wandb(monkeypatch, _pixel_hash_cache):
     # Tests never touch the network, whatever the developer's W&B login.
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("SALSEG_RUN_DIR", raising=False)
+    monkeypatch.setenv("SALSEG_CACHE", str(_pixel_hash_cache))  # the overlap check's pixel hashes (overlap.py)
 
 
 @pytest.fixture

@@ -110,6 +110,10 @@ class COCODataset(LabelledSegDataset):
                                  "width": int(im["width"]), "anns": by_image[im["id"]]})
         self.names = [Path(r["file_name"]).stem for r in self.records]
 
+    def identity_sources(self) -> list[tuple[str, Path]]:
+        """(stem, image file) of every record, for the train / test overlap check (``overlap.py``)."""
+        return [(n, self.img_dir / r["file_name"]) for n, r in zip(self.names, self.records)]
+
     def _allowed(self, categories) -> set[int] | None:
         if categories is None:
             return None

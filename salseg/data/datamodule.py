@@ -1,9 +1,10 @@
 """``SaliencyDataModule``: datasets from config specs, the loaders, and the dataset registry.
 
 A dataset spec is a dict ``{dataset: <name>, split: ..., <builder keys>...}``. Keys handled here for every
-dataset: ``dataset`` (a name in :data:`DATASETS`), ``root`` (overrides the module's root for this dataset) and,
-for test specs only, ``distortion`` (overrides the module-level test distortion for this set, e.g. one test
-entry per noise level). Every other key is a keyword of the dataset's builder; an unknown key is an error that
+dataset: ``dataset`` (a name in :data:`DATASETS`), ``root`` (overrides the module's root for this dataset), for
+test specs only ``distortion`` (overrides the module-level test distortion for this set, e.g. one test entry per
+noise level), and for train / val specs only ``exclude`` (a list of this run's test-set names, or dataset specs,
+whose images leave the pool BEFORE its split: MSRA1K out of MSRA10K for MEnet; see ``overlap.py``). Every other key is a keyword of the dataset's builder; an unknown key is an error that
 names it and the keys the builder accepts.
 
 A builder is ``builder(ctx: BuildContext, **spec_keys) -> torch Dataset`` whose samples follow the contract in
@@ -27,8 +28,10 @@ from .collate import collate_samples
 from .distortions import Distortion, build_distortion
 from .shapes import SHAPE_NAMES, ShapesDataset
 from .coco import build_coco
+from .overlap import IdentityIndex, TestOverlapError, dataset_identities, find_overlap, identities
 from .sod import SOD_BUILDERS
 from .transforms import JointTransform, build_transform
+from ..tracking import env_global_rank
 from .voc import build_voc
 
 class UnpaddedDistributedSampler(DistributedSampler):
@@ -65,7 +68,7 @@ class SpecError(ValueError):
 
 
 ROLES = ("train", "val", "test")
-RESERVED_KEYS = ("dataset", "root", "distortion")
+RESERVED_KEYS = ("dataset", "root", "distortion", "exclude")
 
 
 @dataclass
@@ -81,6 +84,22 @@ class BuildContext:
     seed: int = 0
     split: str = "?"
     extra: dict = field(default_factory=dict)
+    exclude: IdentityIndex | None = None  # images to leave out before the split (``exclude:``)
+    excluded: list = field(default_factory=list)  # (image, the test image it matched) pairs that were left out
+
+    def drop_excluded(self, pairs: list) -> list:
+        """``pairs`` (with ``.stem`` and ``.image``) minus those whose image is in ``exclude`` (stem or pixels)."""
+        if self.exclude is None:
+            return pairs
+        ids = identities(self.dataset, [(p.stem, p.image) for p in pairs], progress=f"hashing {self.dataset}")
+        keep = []
+        for p, ident in zip(pairs, ids):
+            hit = self.exclude.find(ident)
+            if hit is None:
+                keep.append(p)
+            else:
+                self.excluded.append((str(p.image), hit.path or hit.stem))
+        return keep
 
     @property
     def train(self) -> bool:
@@ -210,6 +229,7 @@ class _Spec:
     kwargs: dict
     root: Path
     distortion: dict | None
+    exclude: list = field(default_factory=list)  # test-set names / specs whose images leave this pool
 
 
 class SaliencyDataModule(LightningDataModule):
@@ -229,6 +249,9 @@ class SaliencyDataModule(LightningDataModule):
         distortion: test-time distortion of the input image, e.g. ``{kind: awgn, variance: [0.0, 0.05]}`` or
             ``{kind: jpeg, quality: 30}`` (test loaders only, never val; a test spec's own ``distortion`` wins).
         seed: run seed: training shuffle order and the per-image draws of random distortion strengths.
+        allow_overlap: train even when :meth:`check_overlap` finds training or validation images in a test set
+            (default False: the run is refused, naming the count and the first files). The override and what
+            was found are recorded in the run's metrics.json (``protocol``).
 
     Attributes ``val_names`` / ``test_names`` list the display names in loader order; ``test_dataloader()``
     always returns a list of loaders, ``val_dataloader()`` a list (possibly empty).
@@ -247,6 +270,7 @@ class SaliencyDataModule(LightningDataModule):
         augment: dict | None = None,
         distortion: dict | None = None,
         seed: int = 0,
+        allow_overlap: bool = False,
     ):
         super().__init__()
         load_plugins()
@@ -262,6 +286,9 @@ class SaliencyDataModule(LightningDataModule):
         self.augment = dict(augment) if augment else None
         self.distortion = dict(distortion) if distortion else None
         self.seed = int(seed)
+        self.allow_overlap = bool(allow_overlap)
+        self.protocol: dict[str, Any] = {}  # what check_overlap / exclude found, for metrics.json
+        self._excluded: dict[str, dict] = {}
         # validate the global options now, before any file is touched
         build_transform(self.image_size, True, self.augment)
         build_distortion(self.distortion, self.seed)
@@ -321,6 +348,11 @@ class SaliencyDataModule(LightningDataModule):
         if ds not in DATASETS:
             raise SpecError(f"data.{where}: unknown dataset {ds!r}; known datasets: {sorted(DATASETS)}")
         root = Path(str(spec.pop("root"))).expanduser() if "root" in spec else self.root
+        exclude = spec.pop("exclude", None) or []
+        if exclude and role == "test":
+            raise SpecError(f"data.{where}: 'exclude' applies to train / val sets only")
+        if not isinstance(exclude, (list, tuple)):
+            exclude = [exclude]
         has_dist = "distortion" in spec
         dist = spec.pop("distortion", None)
         if has_dist and dist is None:
@@ -342,9 +374,34 @@ class SaliencyDataModule(LightningDataModule):
         if name is None:
             name = ds
         return [_Spec(name=name, role=role, dataset=ds, kwargs=spec, root=root,
-                      distortion=dist if dist is not None else (self.distortion if role == "test" else None))]
+                      distortion=dist if dist is not None else (self.distortion if role == "test" else None),
+                      exclude=list(exclude))]
+
+    def _exclusion_index(self, spec: _Spec) -> IdentityIndex | None:
+        """The identities of the sets ``spec`` excludes: names of this run's test sets, or dataset specs."""
+        if not spec.exclude:
+            return None
+        items = []
+        for j, ref in enumerate(spec.exclude):
+            if isinstance(ref, str):
+                match = [t for t in self._test_specs if t.name == ref]
+                if not match:
+                    raise SpecError(f"data.{spec.role} ({spec.dataset}): exclude names {ref!r}, which is not a test "
+                                    f"set of this run; test sets: {self.test_names} (or give a dataset spec)")
+                ref_spec = match[0]
+            else:
+                ref_spec = self._parse(ref, "test", None, where=f"{spec.role}.exclude[{j}]")[0]
+            ids = dataset_identities(self._build(ref_spec), ref_spec.dataset, progress=f"hashing {ref_spec.name}")
+            if ids is None:
+                raise SpecError(f"data.{spec.role}: exclude {ref_spec.name!r}: dataset {ref_spec.dataset} cannot "
+                                "list its images for the overlap check")
+            items += ids
+        return IdentityIndex(items)
 
     def _build(self, spec: _Spec) -> Dataset:
+        if spec.exclude and spec.dataset not in SOD_BUILDERS:
+            raise SpecError(f"data.{spec.role} ({spec.dataset}): 'exclude' is supported for the SOD folder datasets "
+                            f"(before their seeded splits: {sorted(SOD_BUILDERS)}); use a list_file instead")
         ctx = BuildContext(
             dataset=spec.dataset,
             root=spec.root,
@@ -354,11 +411,63 @@ class SaliencyDataModule(LightningDataModule):
             distortion_spec=spec.distortion,
             seed=self.seed,
             split=str(spec.kwargs.get("split", "default")),
+            exclude=self._exclusion_index(spec),
         )
         ds = DATASETS[spec.dataset](ctx, **spec.kwargs)
+        if spec.exclude:
+            self._excluded[f"{spec.role} {spec.dataset if spec.name == spec.role else spec.name}"] = {
+                "count": len(ctx.excluded), "from": [str(r) for r in spec.exclude],
+                "first": [a for a, _ in ctx.excluded[:5]], "remaining": len(ds)}
+            if env_global_rank() == 0:
+                print(f"[salseg] data.{spec.role} {spec.name}: excluded {len(ctx.excluded)} image(s) found in "
+                      f"{', '.join(str(r) for r in spec.exclude)} before the split; {len(ds)} remain")
         if len(ds) == 0:
             raise ValueError(f"data.{spec.role} {spec.name!r} ({spec.dataset}) is empty")
         return ds
+
+    # ------------------------------------------------------------------------------------------ protocol
+    def check_overlap(self) -> dict[str, Any]:
+        """Compare every training / validation image with every test image of this run (same dataset and stem,
+        or the same pixels: see ``overlap.py``). Overlap is a :class:`TestOverlapError` naming the count and the
+        first files, unless ``allow_overlap``; the findings are kept in ``self.protocol`` for metrics.json."""
+        self.setup("fit")
+        self.setup("test")
+        def label(s: _Spec) -> str:
+            return f"{s.role} {s.dataset if s.name == s.role else s.name}"
+
+        pools = [(label(self._train_spec), self._train_spec, self.train_dataset)] if self._train_spec else []
+        pools += [(label(s), s, d) for s, d in zip(self._val_specs, self.val_datasets or [])]
+        tests = []
+        for s, d in zip(self._test_specs, self.test_datasets or []):
+            ids = dataset_identities(d, s.dataset, progress=f"hashing {s.name}")
+            tests.append((s.name, IdentityIndex(ids) if ids is not None else None))
+        found, unchecked = [], [f"test {n}" for n, idx in tests if idx is None]
+        for label, spec, ds in pools:
+            ids = dataset_identities(ds, spec.dataset, progress=f"hashing {spec.name}")
+            if ids is None:
+                unchecked.append(label)
+                continue
+            for tname, index in tests:
+                if index is not None:
+                    ov = find_overlap(label, ids, tname, index)
+                    if ov.pairs:
+                        found.append(ov)
+        self.protocol = {
+            "overlap": [{"pool": o.a, "test": o.b, "count": len(o.pairs),
+                         "first": [[x.path or x.stem, y.path or y.stem] for x, y in o.pairs[:5]]} for o in found],
+            "allow_overlap": self.allow_overlap,
+            "unchecked": unchecked,
+            "excluded": dict(self._excluded),
+        }
+        if found:
+            msg = "; ".join(o.describe() for o in found)
+            if not self.allow_overlap:
+                raise TestOverlapError(f"test images would reach training: {msg}. Give the training split an "
+                                       "'exclude:' of those test sets (or a list_file), or pass "
+                                       "data.allow_overlap=true to train anyway (recorded in metrics.json)")
+            if env_global_rank() == 0:
+                print(f"[salseg] WARNING data.allow_overlap=true: {msg}")
+        return self.protocol
 
     # ------------------------------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str | None = None) -> None:

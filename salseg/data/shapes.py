@@ -331,6 +331,12 @@ class ShapesDataset(Dataset):
         """The sample names in index order (as VOC's and COCO's ``names``), without rendering anything."""
         return [f"shapes_{self.offset + i:06d}" for i in range(self.size)]
 
+    def identity_sources(self) -> list[tuple[str, None]]:
+        """Procedural: (seed, global index, rendering settings) determine the pixels, so they are the identity
+        the train / test overlap check compares (``overlap.py``); nothing is rendered for it."""
+        settings = ",".join(f"{k}={v}" for k, v in sorted(self.render_kwargs.items()))
+        return [(f"{self.seed}:{self._index(i)}:{settings}", None) for i in range(len(self))]
+
     def _index(self, index: int) -> int:
         if not -self.size <= index < self.size:
             raise IndexError(f"shapes {self.split}: index {index} out of range for size {self.size}")

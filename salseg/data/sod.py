@@ -86,6 +86,10 @@ class SODFolderDataset(Dataset):
     def stems(self) -> list[str]:
         return [p.stem for p in self.pairs]
 
+    def identity_sources(self) -> list[tuple[str, Path]]:
+        """(stem, image file) of every pair: what the train / test overlap check compares (``overlap.py``)."""
+        return [(p.stem, p.image) for p in self.pairs]
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         pair = self.pairs[index]
         image = read_image(pair.image)
@@ -244,9 +248,11 @@ def _seeded_or_list(
             list_file = f"{split}.txt"
     if list_file is not None:
         stems = read_list_file(_list_file_path(base, list_file))
-        return list_pairs(img_dir, msk_dir, image_exts, mask_exts, stems=stems, skip_unpaired=skip_unpaired,
-                          what=ctx.dataset)
+        pairs = list_pairs(img_dir, msk_dir, image_exts, mask_exts, stems=stems, skip_unpaired=skip_unpaired,
+                           what=ctx.dataset)
+        return ctx.drop_excluded(pairs)
     pairs = list_pairs(img_dir, msk_dir, image_exts, mask_exts, skip_unpaired=skip_unpaired, what=ctx.dataset)
+    pairs = ctx.drop_excluded(pairs)  # `exclude:` (e.g. MSRA1K out of MSRA10K) before the seeded split
     keep = set(seeded_split([p.stem for p in pairs], split, train_size=train_size, val_size=val_size,
                             seed=split_seed, fallback=fallback, what=ctx.dataset))
     return [p for p in pairs if p.stem in keep]

@@ -134,6 +134,10 @@ class VOCDataset(LabelledSegDataset):
         self.names = list(stems)
         self.mask_dirs = [Path(d) for d in mask_dirs]
 
+    def identity_sources(self) -> list[tuple[str, Path]]:
+        """(stem, JPEG) of every image, for the train / test overlap check (``overlap.py``)."""
+        return [(s, self.voc_dir / "JPEGImages" / f"{s}.jpg") for s in self.names]
+
     def mask_path(self, stem: str) -> Path | None:
         for d in self.mask_dirs:
             if (d / f"{stem}.png").is_file():
