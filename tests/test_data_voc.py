@@ -229,3 +229,21 @@ def test_real_voc_sample():
     assert s["labels"].nonzero().ravel().tolist() == [0, 14]  # no Annotations: from the mask
     assert int(s["label"]) == 0  # the aeroplanes (4734 px) dwarf the persons (866 px)
     assert int((s["gt"] > 0).sum()) == 4734 + 866  # void (5355 px) is not salient
+
+
+@pytest.mark.skipif(not (SHARED / "voc2012_sample").is_dir(), reason="../shared/data/voc2012_sample not available")
+def test_real_voc_sample_masked_images_hide_the_void_outline():
+    from salseg.methods.gd_saliency.classifier import cnn_inputs
+
+    fill = torch.tensor([0.123, 0.456, 0.789])
+    s = build(SHARED, split="all", folder="voc2012_sample", image_size=64)[0]
+    batch = {k: (v[None] if isinstance(v, torch.Tensor) else torch.tensor([v])) for k, v in s.items()
+             if k in ("image", "mask", "class_mask", "label", "has_mask")}
+    void = s["class_mask"] == 255
+    assert int(void.sum()) > 100  # the sample's void band (5,355 px at full size) outlines the aeroplanes
+    masked, _ = cnn_inputs("CNN2", batch, fill, 20)  # the GD method's on-the-fly masking
+    on_disk = build(SHARED, split="all", folder="voc2012_sample", image_size=64, masked=True, fill=fill.tolist())[0]
+    for img in (masked[0], on_disk["image"]):
+        hidden = s["class_mask"] != 0
+        assert torch.equal(img[:, hidden], fill[:, None].expand(3, int(hidden.sum())))  # no void pixel survives
+        assert torch.equal(img[:, ~hidden], s["image"][:, ~hidden])  # background untouched

@@ -46,6 +46,29 @@ def test_outputs_inputs_and_targets_per_kind(kind, n_out):
     assert torch.equal(x2[:4], batch["image"] if kind != "CNN2" else torch.zeros_like(batch["image"]))
 
 
+def test_masked_images_hide_void_pixels_too():
+    """VOC-like batch: a 255 band around the object (void) must be masked with it; a class-less image (has_mask
+    false: its class map is all void) is left as it is."""
+    from salseg.methods.gd_saliency.classifier import cnn_inputs
+
+    image = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    cm = torch.zeros(2, 6, 6, dtype=torch.int64)
+    cm[0, 2:4, 2:4] = 13  # the object (class 12)
+    cm[0, 1, 1:5], cm[0, 4, 1:5], cm[0, 2:4, 1], cm[0, 2:4, 4] = 255, 255, 255, 255  # its void outline
+    cm[1] = 255  # no pixel annotation
+    batch = {"image": image, "mask": ((cm > 0) & (cm != 255)).float()[:, None], "class_mask": cm,
+             "has_mask": torch.tensor([True, False]), "label": torch.tensor([12, 3])}
+    fill = torch.tensor([0.1, 0.2, 0.3])
+    masked, y = cnn_inputs("CNN2", batch, fill, 20)
+    hidden = cm[0] != 0  # 4 object + 12 void pixels
+    assert int(hidden.sum()) == 16 and y.tolist() == [12, 3]
+    assert torch.equal(masked[0][:, hidden], fill[:, None].expand(3, 16))  # no void pixel survives
+    assert torch.equal(masked[0][:, ~hidden], image[0][:, ~hidden])
+    assert torch.equal(masked[1], image[1])
+    no_classes = {k: v for k, v in batch.items() if k not in ("class_mask", "has_mask")}  # saliency data: the mask
+    assert torch.equal(cnn_inputs("CNN2", no_classes, fill, 20)[0][0][:, cm[0] == 255], image[0][:, cm[0] == 255])
+
+
 def test_finetune_strategies_set_what_trains_and_the_learning_rates():
     body_lr = 0.01
     with pytest.raises(ValueError, match="fine-tunes pretrained weights"):

@@ -52,7 +52,7 @@ def test_cost_falls_over_the_steps_and_maps_are_valid(cost, n_out):
 def test_one_step_is_eq_2_exactly():
     model = _classifier().eval()
     x0, labels = _images(2), torch.tensor([1, 3])
-    res = GDSaliency(model, "F1", steps=1, step_size=0.1, normalize_step=False)(x0, labels)
+    res = GDSaliency(model, "F1", steps=1, step_size=0.1, grad_norm="none", diff_norm="none")(x0, labels)
     x = x0.clone().requires_grad_(True)
     cost = model(x).log_softmax(1).gather(1, labels[:, None]).sum()  # F1 = ln y_l
     (grad,) = torch.autograd.grad(cost, x)
@@ -61,7 +61,7 @@ def test_one_step_is_eq_2_exactly():
     assert torch.allclose(res.raw, expected, atol=1e-7)
 
 
-def test_step_decay_and_per_image_gradient_normalisation():
+def test_step_decay_and_gradient_normalisation():
     model = _classifier().eval()
     x0 = _images(2)
     res = GDSaliency(model, "F1", steps=2, step_size=0.05, decay=0.5)(x0, torch.tensor([0, 1]))
@@ -99,8 +99,8 @@ def test_clamped_cost_formula():
     z0 = torch.tensor([[2.0, 1.0, -1.0]])
     z = torch.tensor([[1.5, 1.2, -0.5]])
     target = torch.tensor([0])
-    # a_l + gamma * sum_{k != l} (a_k - o_k)^2 = 1.5 + 3 * (0.2^2 + 0.5^2)
-    assert cost_per_image("clamped", z, target, z0, gamma=3.0).item() == pytest.approx(1.5 + 3 * 0.29)
+    # a_l + gamma / 2 * sum_{k != l} (a_k - o_k)^2 = 1.5 + 3 / 2 * (0.2^2 + 0.5^2)
+    assert cost_per_image("clamped", z, target, z0, gamma=3.0).item() == pytest.approx(1.5 + 1.5 * 0.29)
     assert cost_per_image("clamped", z0, target, z0, gamma=3.0).item() == pytest.approx(2.0)  # t = 0: a_l
     p = z.softmax(1)[0]
     assert cost_per_image("F1", z, target).item() == pytest.approx(p[0].log().item())
@@ -167,3 +167,72 @@ def test_gradient_baseline_is_the_channel_max_of_the_absolute_class_gradient():
     assert torch.allclose(single[0], maps[1], atol=1e-6)
     with torch.inference_mode():  # as in a Lightning test step, labels made there too
         assert torch.allclose(gradient_saliency(model, x, labels.clone()), maps, atol=1e-6)
+
+
+# ---------------------------------------------------------------- the authors' descent (examples/do_saliency.m)
+def _linear_model(weights: torch.Tensor) -> nn.Module:
+    """z = W vec(X) for images (1, 3, 1, P): the input gradient of output k is row k of W, known by hand."""
+    lin = nn.Linear(weights.shape[1], weights.shape[0], bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(weights)
+    return nn.Sequential(nn.Flatten(), lin)
+
+
+def test_clamped_cost_gradient_is_the_authors_error_signal():
+    # z = W x, x in R^2, W = [[1, 2], [0, 1], [1, -1]]; x0 = (1, 1): o = (3, 1, 0); x = (1.5, 1): a = (3.5, 1, 0.5)
+    w = torch.tensor([[1.0, 2.0], [0.0, 1.0], [1.0, -1.0]])
+    x0, x = torch.tensor([[1.0, 1.0]]), torch.tensor([[1.5, 1.0]], requires_grad=True)
+    z = x @ w.T
+    cost = cost_per_image("clamped", z, torch.tensor([0]), x0 @ w.T, gamma=200.0)
+    (dz,) = torch.autograd.grad(cost.sum(), z, retain_graph=True)
+    # error signal (paper 001 Eq. 3, vl_nnsoftmaxloss_newsaliency_original_mb.m): 1 at l, alpha (a_k - o_k) else
+    assert torch.allclose(dz, torch.tensor([[1.0, 200.0 * 0.0, 200.0 * 0.5]]))
+    (dx,) = torch.autograd.grad(cost.sum(), x)
+    assert torch.allclose(dx, torch.tensor([[1 + 100.0, 2 - 100.0]]))  # W^T e = (101, -98); the old 2-gamma: (201, -198)
+
+
+def test_default_gamma_reproduces_alpha_200_over_two_steps():
+    torch.manual_seed(0)
+    w = torch.randn(3, 6)
+    model = _linear_model(w)
+    x0 = torch.rand(1, 3, 1, 2)
+    res = GDSaliency(model, "clamped", steps=2, step_size=0.1, decay=0.5, grad_norm="none")(x0, [1])
+    o = w @ x0.flatten()
+    e0 = torch.tensor([0.0, 1.0, 0.0])  # t = 0: a = o, only the class node
+    x1 = x0.flatten() - 0.1 * (w.T @ e0).clamp_min(0)
+    e1 = 200.0 * (w @ x1 - o)
+    e1[1] = 1.0
+    x2 = x1 - 0.1 * 0.5 * (w.T @ e1).clamp_min(0)
+    assert torch.allclose(res.final.flatten(), x2, atol=1e-5)
+
+
+# The gradient of class l of the linear model, per channel over 3 pixels; its positive part per channel:
+# R (1, 3, 2), G (0.5, 0.25, 0), B (0, 2, 1). Per channel min-max (the authors): R (0, 1, .5), G (1, .5, 0),
+# B (0, 1, .5); per image (min 0, max 3): R (1/3, 1, 2/3), G (1/6, 1/12, 0), B (0, 2/3, 1/3).
+_W_L = torch.tensor([[1.0, 3.0, 2.0], [0.5, 0.25, -1.0], [-1.0, 2.0, 1.0]])
+_PER_CHANNEL = torch.tensor([[0.0, 1.0, 0.5], [1.0, 0.5, 0.0], [0.0, 1.0, 0.5]])
+_PER_IMAGE = torch.tensor([[1 / 3, 1.0, 2 / 3], [1 / 6, 1 / 12, 0.0], [0.0, 2 / 3, 1 / 3]])
+
+
+def _one_step(**kw):
+    w = torch.stack([torch.zeros(9), _W_L.flatten()])  # output 1 = class l; output 0 is clamped
+    x0 = torch.full((1, 3, 1, 3), 0.5)
+    return x0, GDSaliency(_linear_model(w), "clamped", steps=1, step_size=0.1, **kw)(x0, [1])
+
+
+def test_positive_gradient_is_min_max_normalised_per_channel():
+    x0, res = _one_step()  # defaults: the authors' per-channel normalisation
+    assert torch.allclose(res.final[0, :, 0], x0[0, :, 0] - 0.1 * _PER_CHANNEL, atol=1e-6)
+    x0, res = _one_step(grad_norm="per_image")
+    assert torch.allclose(res.final[0, :, 0], x0[0, :, 0] - 0.1 * _PER_IMAGE, atol=1e-6)
+
+
+def test_each_channel_of_the_difference_is_min_max_normalised_before_the_rgb_mean():
+    # X0 - X1 = 0.1 * _PER_IMAGE; per channel min-max gives _PER_CHANNEL, whose RGB mean is (1/3, 5/6, 1/3)
+    _, res = _one_step(grad_norm="per_image")
+    assert torch.allclose(res.raw.flatten(), torch.tensor([1 / 3, 5 / 6, 1 / 3]), atol=1e-6)
+    assert torch.allclose(res.unscaled, res.raw) and torch.allclose(res.maps.flatten(), torch.tensor([.4, 1, .4]))
+    _, plain = _one_step(grad_norm="per_image", diff_norm="none")  # the plain RGB mean: 0.1 (1/6, 7/12, 1/3)
+    assert torch.allclose(plain.raw.flatten(), 0.1 * torch.tensor([1 / 6, 7 / 12, 1 / 3]), atol=1e-6)
+    with pytest.raises(ValueError, match="grad_norm must be one of"):
+        GDSaliency(_classifier(), grad_norm="channel")

@@ -52,6 +52,23 @@ def test_batched_maps_equal_per_image_maps():
             assert torch.allclose(batched[name][i], single[name][0], atol=5e-5), name
 
 
+def test_slic_refinement_reads_gd_maps_on_the_authors_scale(monkeypatch):
+    """The authors' recipe scales its Otsu level by the raw map's peak, so a GD map reaches it unrescaled (the RGB
+    mean of the per-channel min-maxed X(0) - X(T), peak <= 1); the scored raw map is scaled to a peak of 1."""
+    import salseg.methods.gd_saliency.module as module
+
+    seen = []
+    real = module.refine
+    monkeypatch.setattr(module, "refine", lambda m, img, **kw: seen.append(torch.as_tensor(m)) or real(m, img, **kw))
+    torch.manual_seed(0)
+    model = GDSaliencyMethod(**SMALL, maps=("clamped",), refine="slic", refine_stages=True, n_segments=10).eval()
+    x = torch.rand(2, 3, 32, 32)
+    out = model.saliency_maps(x)
+    expected = model._generator("CNN1", "clamped")(x, model._generator("CNN1", "F1").predict_labels(x)).unscaled
+    assert torch.allclose(torch.stack(seen).reshape(expected.shape), expected, atol=1e-5)
+    assert torch.allclose(out["clamped"], expected / expected.flatten(1).amax(1).view(-1, 1, 1, 1), atol=1e-5)
+
+
 def test_only_the_needed_classifiers_are_built_and_bad_values_are_named():
     assert set(GDSaliencyMethod(**SMALL, maps=("gradient", "clamped")).cnns) == {"CNN1"}
     assert set(GDSaliencyMethod(**SMALL, maps=("CNN3",)).cnns) == {"CNN1", "CNN3"}

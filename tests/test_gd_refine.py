@@ -86,3 +86,42 @@ def test_morphological_smooth_closes_a_hole():
     out = morphological_smooth(s, radius=1)
     assert out[10, 10] == 1.0 and out[0, 0] == 0.0
     assert morphological_smooth(np.ones((50, 100))).shape == (50, 100)
+
+
+def _three_superpixels():
+    """10 x 10: superpixel 0 = columns 0-1 (blue), 1 = columns 2-3 (red), 2 = columns 4-9 (blue). Contrast (Eq. 5):
+    GC_1 = 2 d, GC_0 = GC_2 = d, so the normalised low-level map is 1 on superpixel 1 and 0 elsewhere."""
+    img = np.zeros((10, 10, 3))
+    img[..., 2] = 1.0
+    img[:, 2:4] = (1.0, 0.0, 0.0)
+    labels = np.zeros((10, 10), dtype=np.int64)
+    labels[:, 2:4], labels[:, 4:] = 1, 2
+    return img, labels
+
+
+def test_graythresh_is_matlabs_otsu_on_the_fixed_unit_range():
+    from salseg.methods.gd_saliency.refine import graythresh
+
+    s = np.zeros((10, 10))
+    s[:, 2:4], s[:, 4:] = 51 / 255, 102 / 255  # 20 % at 0, 20 % at bin 51, 60 % at bin 102
+    # between-class variance (bin units): {0} | {51, 102}: .2 * .8 * 89.25^2 = 1274.5; {0, 51} | {102}:
+    # .4 * .6 * 76.5^2 = 1404.5, the same for every split in the empty bins 51..101: MATLAB takes their mean, 76
+    assert graythresh(s) == pytest.approx(76 / 255)
+    assert graythresh(s / 2) == pytest.approx(38 / 255)  # bins 0, 26, 51: the same split, gap 26..50
+    assert graythresh(np.full((4, 4), 0.3)) == 0.0
+
+
+def test_authors_refinement_by_hand():
+    img, labels = _three_superpixels()
+    s = np.zeros((10, 10))
+    s[:, 2:4], s[:, 4:] = 51 / 255, 102 / 255  # peak 0.4: the authors' raw map is not rescaled to 1
+    out = refine(s, img, labels=labels)
+    # level = graythresh 76/255 x 1.3 x peak 0.4 = 0.155: both 0.2 and 0.4 survive (x1.3 alone, 0.387, cuts 0.2)
+    # superpixel mean (already constant) and min-max: (0, 0.5, 1)
+    assert np.allclose(out["smoothed"][0], [0, 0, .5, .5, 1, 1, 1, 1, 1, 1])
+    assert np.allclose(out["lowlevel"][0], [0, 0, 1, 1, 0, 0, 0, 0, 0, 0])
+    # x (contrast + 0.2): (0, 0.6, 0.2); min-max: (0, 1, 1/3); x1.7, clip: (0, 1, 0.567); nothing <= 0.2
+    # (without the min-max: 0.2 x 1.7 = 0.34 on superpixel 2)
+    assert np.allclose(out["refined"][0], [0, 0, 1, 1] + [1.7 / 3] * 6)
+    with pytest.raises(ValueError, match=r"reads a raw map in \[0, 1\]"):
+        refine(s * 3, img, labels=labels)  # peak 1.2: not a map on the authors' scale

@@ -1,5 +1,12 @@
 """Masked images for the GD method's CNN2/CNN3: object pixels replaced by a fill colour.
 
+Which pixels (``masking_region``): every pixel whose class is not background. With a class map (VOC / COCO /
+shapes ``class_mask``) that is ``class_mask != 0``: the objects AND the void / ignore label 255, because VOC's void
+band outlines every object (and covers the difficult ones), so an image masked by the object pixels alone still
+shows each outline (paper 002 Sec. 3.1 trains CNN2 on images whose objects are gone). Without a class map (saliency
+datasets) it is the binary ``mask``. An image without pixel annotation (``has_mask`` false: its class map is all
+void) has no known object pixels and is left as it is.
+
 The default fill is the dataset's mean colour (``dataset_mean_colour``); any (3,) colour in [0, 1] works too.
 """
 
@@ -8,6 +15,21 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+
+
+def masking_region(mask: torch.Tensor, class_mask: torch.Tensor | None = None,
+                   has_mask: torch.Tensor | bool | None = None) -> torch.Tensor:
+    """Boolean pixels to mask, shaped like ``mask`` ((1, H, W) or (B, 1, H, W)): ``class_mask != 0`` (objects and
+    void) where a class map is given, else ``mask > 0.5``; nothing for images whose ``has_mask`` is false."""
+    if class_mask is None:
+        return mask > 0.5
+    region = (class_mask != 0).reshape(mask.shape).to(mask.device)
+    if has_mask is not None:
+        known = torch.as_tensor(has_mask, dtype=torch.bool, device=region.device)
+        if known.ndim:  # one flag per image of a batch
+            known = known.reshape(-1, *[1] * (region.ndim - 1))
+        region = region & known
+    return region
 
 
 def mask_objects(image: torch.Tensor, mask: torch.Tensor, fill: torch.Tensor | Sequence[float]) -> torch.Tensor:

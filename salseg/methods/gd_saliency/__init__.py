@@ -2,12 +2,16 @@
 
 from .generator import (
     COSTS,
+    DIFF_NORMS,
+    GRAD_NORMS,
     GDResult,
     GDSaliency,
     average_maps,
     cost_per_image,
     masked_targets,
+    minmax,
     normalize_maps,
 )
 
-__all__ = ["COSTS", "GDResult", "GDSaliency", "average_maps", "cost_per_image", "masked_targets", "normalize_maps"]
+__all__ = ["COSTS", "DIFF_NORMS", "GRAD_NORMS", "GDResult", "GDSaliency", "average_maps", "cost_per_image",
+           "masked_targets", "minmax", "normalize_maps"]

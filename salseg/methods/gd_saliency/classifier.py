@@ -13,9 +13,11 @@ Fine-tune strategies of paper 001 (Sec. 4.1, Table 1), ``finetune``: ``all`` (ev
 ``all_boost_last`` (every layer, the new last layer at ``head_lr_mult`` x the rate), ``last`` (only the new last
 layer trains; the rest is frozen, batch norm statistics included).
 
-Masking happens here, on the fly, from ``image`` and ``mask`` (so any saliency dataset, ``shapes`` included,
-serves CNN2/CNN3); a dataset that already masks (``masked: true``: ``image`` masked, ``original`` unmasked) is used
-as it is. The fill is ``fill`` or, when null, the mean colour of the first ``fill_samples`` training images.
+Masking happens here, on the fly (so any saliency dataset, ``shapes`` included, serves CNN2/CNN3): every pixel
+whose class is not background, i.e. ``class_mask != 0`` where the batch has a class map -- VOC's void band (255)
+included, since it outlines every object -- else ``mask`` (``salseg.data.masking.masking_region``). A dataset that
+already masks (``masked: true``: ``image`` masked, ``original`` unmasked) is used as it is. The fill is ``fill``
+or, when null, the mean colour of the first ``fill_samples`` training images.
 Top-1 and top-5 error (paper 002 Table 1) are logged on the validation set (``val/top1_error``, ``val/top5_error``).
 """
 
@@ -35,7 +37,7 @@ from salseg.backbones import (  # noqa: F401  (re-exported: the classifiers' wei
     build_backbone,
     hub_weights_file,
 )
-from salseg.data.masking import dataset_mean_colour, mask_objects
+from salseg.data.masking import dataset_mean_colour, mask_objects, masking_region
 from salseg.validation import one_of
 
 KINDS = ("CNN1", "CNN2", "CNN3")
@@ -80,7 +82,8 @@ def training_mean_colour(trainer, samples: int) -> torch.Tensor:
 
 def cnn_inputs(cnn: str, batch: dict, fill: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(images, targets) CNN1 / CNN2 / CNN3 train on: originals with l; masked images with l; both, the masked
-    ones with N + l. Masks ``image`` by ``batch["mask"]`` unless the dataset did (``original`` present)."""
+    ones with N + l. Masks every non-background pixel of ``image`` (objects and void, :func:`masking_region`)
+    unless the dataset did (``original`` present)."""
     label = batch["label"].long()
     if cnn == "CNN1":
         return batch.get("original", batch["image"]), label
@@ -89,7 +92,8 @@ def cnn_inputs(cnn: str, batch: dict, fill: torch.Tensor, num_classes: int) -> t
     else:
         if torch.isnan(fill).any():
             raise RuntimeError("no fill colour yet: set model.fill or call fit() (which measures it)")
-        original, masked = batch["image"], mask_objects(batch["image"], batch["mask"], fill)
+        region = masking_region(batch["mask"], batch.get("class_mask"), batch.get("has_mask"))
+        original, masked = batch["image"], mask_objects(batch["image"], region, fill)
     if cnn == "CNN2":
         return masked, label
     return torch.cat([original, masked]), torch.cat([label, label + num_classes])

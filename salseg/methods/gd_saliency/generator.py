@@ -13,12 +13,24 @@ Costs (``cost``), on the logits z of the modified image:
 * ``F1`` (002 Eq. 1, CNN1):  ln softmax(z)_l -- lower it: the object of class l should disappear;
 * ``F2`` (002 Eq. 3, CNN2, N masked classes): -ln softmax(z)_l -- raise the masked class of l;
 * ``F3`` (002 Eq. 4, CNN3, 2N outputs): -ln softmax(z)_lbar, lbar the masked counterpart of l (default l + N);
-* ``clamped`` (001 Eq. 1): a_l + gamma * sum_{k != l} (a_k - o_k)^2 on pre-softmax outputs, o = the outputs for
-  the original image: lower a_l while the other outputs stay clamped to their initial values.
+* ``clamped`` (001 Eq. 1): a_l + gamma / 2 * sum_{k != l} (a_k - o_k)^2 on pre-softmax outputs, o = the outputs
+  for the original image: lower a_l while the other outputs stay clamped to their initial values. Its error signal
+  (001 Eq. 3) is dF/da_k = gamma (a_k - o_k), dF/da_l = 1: gamma is the authors' ``alpha`` (200 in
+  examples/do_saliency.m; vl_nnsoftmaxloss_newsaliency_original_mb.m returns alpha * (X - target), 1 at the class).
 
-The authors' code for the clamped variant (DESIGN 6.1) sets the defaults: 35 steps, step size 20 on the 0-255
-scale (20/255 here, images in [0, 1]) decayed x0.999 per step, the positive gradient min-max normalised per image
-before each step, gamma 200. Paper 002 gives no step size; the same defaults apply to F1-F3.
+The authors' code (mowangphy/cnn_based_saliency, examples/do_saliency.m) sets the defaults: 35 steps, step size 20
+on the 0-255 scale (20/255 here, images in [0, 1]) decayed x0.999 after each step, gamma (their alpha) 200, and two
+normalisations (``grad_norm`` / ``diff_norm``, default ``per_channel``):
+
+* before each step, the positive gradient is min-max normalised per image AND colour channel, over H x W
+  (``max(dataGradient, [], 1)`` then ``max(., [], 2)``: one (min, max) per channel); ``per_image`` normalises over
+  C x H x W instead, ``none`` steps with the raw positive gradient;
+* at the end, each colour channel of X(0) - X(T) is min-max normalised over H x W before the RGB mean
+  (``gradient_hengyue_norm``); ``none`` takes the plain RGB mean. The authors' raw map is therefore in [0, 1], its
+  peak at most 1 (:mod:`.refine`'s authors' recipe multiplies its Otsu level by that peak).
+
+A constant channel (max = min) normalises to 0 here (MATLAB's 0 / 0 is NaN). Paper 002 gives no step size; the same
+defaults apply to F1-F3.
 
 Batching: images are independent (the model runs in eval mode: batch norm uses its running statistics), so the
 gradient of the SUMMED cost with respect to the batch holds each image's own gradient. One forward and one
@@ -36,20 +48,25 @@ from torch import Tensor, nn
 
 COSTS = ("F1", "F2", "F3", "clamped")
 NORMALIZATIONS = ("max", "l2", "none")
+GRAD_NORMS = ("per_channel", "per_image", "none")  # per_channel: the authors' code
+DIFF_NORMS = ("per_channel", "none")  # per_channel: the authors' code
 
 
 @dataclass
 class GDResult:
     """``maps`` (B, 1, H, W) float32 saliency; ``labels`` (B,) the class l each map is for; ``target`` (B,) the
     output node the cost reads (l, or lbar for F3); ``costs`` (T + 1, B) the cost of each image before each step
-    and after the last one (it should fall); ``final`` (B, 3, H, W) X(T)."""
+    and after the last one (it should fall); ``final`` (B, 3, H, W) X(T); ``raw`` (B, 1, H, W) the RGB mean of
+    X(0) - X(T) (each channel min-max normalised first with ``diff_norm: per_channel``), before pruning;
+    ``unscaled`` the pruned map before the output normalisation (the authors' scale, what refinement reads)."""
 
     maps: Tensor
     labels: Tensor
     target: Tensor
     costs: Tensor
     final: Tensor
-    raw: Tensor = field(repr=False, default=None)  # (B, 1, H, W): RGB mean of X(0) - X(T), before pruning
+    raw: Tensor = field(repr=False, default=None)
+    unscaled: Tensor = field(repr=False, default=None)
 
 
 def as_image_batch(images: Tensor | Sequence[Tensor]) -> Tensor:
@@ -110,20 +127,26 @@ def masked_targets(labels: Tensor, n_outputs: int, masked_class: Sequence[int] |
 
 
 def cost_per_image(cost: str, z: Tensor, target: Tensor, z0: Tensor | None = None, gamma: float = 200.0) -> Tensor:
-    """(B,) cost of each image: F1 / F2 / F3 / clamped (see the module docstring) for logits ``z`` (B, K)."""
+    """(B,) cost of each image: F1 / F2 / F3 / clamped (see the module docstring) for logits ``z`` (B, K). The
+    clamped penalty is gamma / 2 * sum (a_k - o_k)^2, so its gradient is the authors' gamma (a_k - o_k)."""
     idx = target[:, None]
     if cost == "clamped":
         a_l = z.gather(1, idx)[:, 0]
         others = torch.ones_like(z, dtype=torch.bool).scatter_(1, idx, False)
         penalty = ((z - z0).pow(2) * others).sum(1)
-        return a_l + gamma * penalty
+        return a_l + 0.5 * gamma * penalty
     log_p = z.log_softmax(1).gather(1, idx)[:, 0]
     return log_p if cost == "F1" else -log_p
 
 
-def _minmax_per_image(g: Tensor) -> Tensor:
-    flat = g.flatten(1)
-    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+def minmax(g: Tensor, per: str = "per_channel") -> Tensor:
+    """Min-max normalise (B, C, H, W) to [0, 1]: ``per_channel`` one (min, max) per image and channel over H x W
+    (the authors' ``max(max(G, [], 1), [], 2)``), ``per_image`` one per image over C x H x W, ``none`` leaves g. A
+    constant slice becomes 0."""
+    if per == "none":
+        return g
+    flat = g.flatten(2) if per == "per_channel" else g.flatten(1)
+    lo, hi = flat.amin(-1, keepdim=True), flat.amax(-1, keepdim=True)
     rng = hi - lo
     out = torch.where(rng > 0, (flat - lo) / rng.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(flat))
     return out.view_as(g)
@@ -148,8 +171,12 @@ class GDSaliency:
         label_model: the classifier that names l (CNN1 for F2 / F3); default ``model`` (top-1 of the model itself,
             as for F1 and the clamped cost). Labels can also be passed to the call.
         steps: T. step_size: eps on the [0, 1] scale. decay: eps_t = step_size * decay^t.
-        normalize_step: min-max normalise the positive gradient of each image before the step (authors' code).
-        gamma: weight of the clamping penalty (clamped cost only).
+        grad_norm: min-max of the positive gradient before each step: ``per_channel`` (the authors': per image and
+            colour channel over H x W) | ``per_image`` (over C x H x W) | ``none``.
+        diff_norm: ``per_channel`` (the authors': min-max each channel of X(0) - X(T) over H x W before the RGB
+            mean) | ``none``.
+        gamma: the clamping penalty's error-signal weight (clamped cost only): dF/da_k = gamma (a_k - o_k), the
+            authors' alpha.
         theta: prune threshold, S = max(S - theta, 0), on the scale of ``prune_on``: ``raw`` (default, the papers'
             order: prune the RGB-mean difference, then normalise) or ``max`` (scale S to [0, 1] first, so theta is
             a fraction of each map's peak, independent of step size and T).
@@ -159,13 +186,17 @@ class GDSaliency:
     """
 
     def __init__(self, model: nn.Module, cost: str = "F1", *, label_model: nn.Module | None = None, steps: int = 35,
-                 step_size: float = 20 / 255, decay: float = 0.999, normalize_step: bool = True,
-                 gamma: float = 200.0, theta: float = 0.0, prune_on: str = "raw", normalize: str = "max",
-                 clamp_images: bool = False, masked_class: Sequence[int] | None = None):
+                 step_size: float = 20 / 255, decay: float = 0.999, grad_norm: str = "per_channel",
+                 diff_norm: str = "per_channel", gamma: float = 200.0, theta: float = 0.0, prune_on: str = "raw",
+                 normalize: str = "max", clamp_images: bool = False, masked_class: Sequence[int] | None = None):
         if cost not in COSTS:
             raise ValueError(f"cost must be one of {COSTS}, got {cost!r}")
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+        if grad_norm not in GRAD_NORMS:
+            raise ValueError(f"grad_norm must be one of {GRAD_NORMS}, got {grad_norm!r}")
+        if diff_norm not in DIFF_NORMS:
+            raise ValueError(f"diff_norm must be one of {DIFF_NORMS}, got {diff_norm!r}")
         if prune_on not in ("max", "raw"):
             raise ValueError(f"prune_on must be 'max' or 'raw', got {prune_on!r}")
         if int(steps) < 1 or not step_size > 0 or not 0 < decay <= 1 or theta < 0:
@@ -173,7 +204,8 @@ class GDSaliency:
                              f"step_size={step_size}, decay={decay}, theta={theta}")
         self.model, self.label_model, self.cost = model, label_model, cost
         self.steps, self.step_size, self.decay = int(steps), float(step_size), float(decay)
-        self.normalize_step, self.gamma, self.theta = bool(normalize_step), float(gamma), float(theta)
+        self.grad_norm, self.diff_norm = grad_norm, diff_norm
+        self.gamma, self.theta = float(gamma), float(theta)
         self.prune_on, self.normalize, self.clamp_images = prune_on, normalize, bool(clamp_images)
         self.masked_class = masked_class
 
@@ -237,22 +269,21 @@ class GDSaliency:
             if t == self.steps:
                 break
             (grad,) = torch.autograd.grad(cost.sum(), x)  # one backward for the batch: images are independent
-            step = grad.clamp_min(0)
-            if self.normalize_step:
-                step = _minmax_per_image(step)
+            step = minmax(grad.clamp_min(0), self.grad_norm)
             with torch.no_grad():
                 x -= self.step_size * self.decay**t * step
                 if self.clamp_images:
                     x.clamp_(0.0, 1.0)
         final = x.detach()
-        raw = (x0 - final).mean(1, keepdim=True)  # RGB mean of X(0) - X(T): >= 0 without clamping
+        # RGB mean of X(0) - X(T) (>= 0 without clamping), each channel min-max normalised first (authors)
+        raw = minmax(x0 - final, self.diff_norm).mean(1, keepdim=True)
         if self.prune_on == "raw":
-            s = normalize_maps((raw - self.theta).clamp_min(0), self.normalize)
+            unscaled = (raw - self.theta).clamp_min(0)
         else:
-            s = normalize_maps(raw.clamp_min(0), "max")
-            s = normalize_maps((s - self.theta).clamp_min(0), self.normalize)
+            unscaled = (normalize_maps(raw.clamp_min(0), "max") - self.theta).clamp_min(0)
+        s = normalize_maps(unscaled, self.normalize)
         return GDResult(maps=s.float(), labels=labels, target=target, costs=torch.stack(costs), final=final,
-                        raw=raw)
+                        raw=raw, unscaled=unscaled.float())
 
 
 def average_maps(*maps: Tensor) -> Tensor:

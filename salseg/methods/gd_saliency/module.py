@@ -9,7 +9,10 @@ them, the first being the primary map (PR curves):
   ``clamped`` (paper 001's cost on CNN1), ``gradient`` (Simonyan's gradient map of CNN1, the baseline).
 
 ``refine`` post-processes every map: ``none``, ``morphology`` (paper 002: dilation then erosion) or ``slic``
-(paper 001: SLIC superpixel mean x the LAB global-contrast map, ``refine_recipe`` authors | paper). With
+(paper 001: SLIC superpixel mean x the LAB global-contrast map, ``refine_recipe`` authors | paper). The authors'
+recipe reads a GD map on the authors' scale (the RGB mean of the per-channel min-maxed X(0) - X(T), peak <= 1: its
+Otsu level is scaled by that peak); CNN2+3 and gradient maps, and GD maps with ``diff_norm: none``, are read scaled
+to a peak of 1. The scored maps are always scaled to a peak of 1. With
 ``refine_stages: true`` a map named X is returned raw as X, and as X_smoothed and X_refined after SLIC (paper 001
 Fig. 2's columns), so one run scores every stage.
 
@@ -43,7 +46,7 @@ from .classifier import (
     optimizer_with_milestones,
     training_mean_colour,
 )
-from .generator import GDSaliency, average_maps
+from .generator import DIFF_NORMS, GRAD_NORMS, GDSaliency, average_maps, normalize_maps
 from .gradient import gradient_saliency
 from .refine import RECIPES, morphological_smooth, refine
 from .segment import SEEDERS, segment_from_saliency
@@ -68,7 +71,7 @@ class GDSaliencyMethod(L.LightningModule):
 
     trainable = True  # False with finetune: none (set in __init__)
     # What a test of a trained checkpoint may change (``test_only=true ckpt_path=...``; ablations' checkpoint_of).
-    test_time_hparams = ("maps", "cost_steps", "step_size", "decay", "normalize_step", "clamp_gamma", "theta",
+    test_time_hparams = ("maps", "cost_steps", "step_size", "decay", "grad_norm", "diff_norm", "clamp_gamma", "theta",
                          "refine", "refine_recipe", "refine_stages", "n_segments", "compactness", "alpha",
                          "refine_theta", "segment", "seg_runs", "seg_seeds", "seg_delta", "seg_seeder",
                          "seg_segments", "seg_compactness")
@@ -79,8 +82,8 @@ class GDSaliencyMethod(L.LightningModule):
                  gamma: float = 0.1,
                  fill: Sequence[float] | None = None, fill_samples: int = 200,
                  maps: Sequence[str] = ("CNN2+3", "CNN1", "CNN2", "CNN3", "gradient"), cost_steps: int = 35,
-                 step_size: float = 20 / 255, decay: float = 0.999, normalize_step: bool = True,
-                 clamp_gamma: float = 200.0, theta: float = 0.0, refine: str = "none",
+                 step_size: float = 20 / 255, decay: float = 0.999, grad_norm: str = "per_channel",
+                 diff_norm: str = "per_channel", clamp_gamma: float = 200.0, theta: float = 0.0, refine: str = "none",
                  refine_recipe: str = "authors", refine_stages: bool = False, n_segments: int = 100,
                  compactness: float = 10.0, alpha: float = 0.2, refine_theta: float = 0.2,
                  segment: Sequence[str] = (), seg_runs: int = 100, seg_seeds: int = 50, seg_delta: float = 0.5,
@@ -92,6 +95,8 @@ class GDSaliencyMethod(L.LightningModule):
             raise ValueError(f"model.maps must name some of {MAPS}, got {maps}")
         one_of("model.refine", refine, REFINES)
         one_of("model.refine_recipe", refine_recipe, RECIPES)
+        one_of("model.grad_norm", grad_norm, GRAD_NORMS)
+        one_of("model.diff_norm", diff_norm, DIFF_NORMS)
         one_of("model.finetune", finetune, FINETUNE_OR_NONE)
         missing = [m for m in segment if m not in maps]
         if missing:
@@ -167,11 +172,17 @@ class GDSaliencyMethod(L.LightningModule):
     def _generator(self, cnn: str, cost: str) -> GDSaliency:
         hp = self.hparams
         return GDSaliency(self.cnns[cnn], cost, steps=hp.cost_steps, step_size=hp.step_size, decay=hp.decay,
-                          normalize_step=hp.normalize_step, gamma=hp.clamp_gamma, theta=hp.theta)
+                          grad_norm=hp.grad_norm, diff_norm=hp.diff_norm, gamma=hp.clamp_gamma, theta=hp.theta)
 
     def raw_maps(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every requested map, unrefined, (B, 1, H, W) in [0, 1]; the class l from CNN1 for all of them."""
+        """Every requested map, unrefined, (B, 1, H, W) scaled to a peak of 1; the class l from CNN1 for all."""
+        return {name: normalize_maps(m, "max") for name, m in self._unscaled_maps(images).items()}
+
+    def _unscaled_maps(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every requested map, unrefined, (B, 1, H, W) in [0, 1]: GD maps on the authors' scale (with
+        ``diff_norm: per_channel``; else scaled to a peak of 1), CNN2+3 and gradient maps scaled to a peak of 1."""
         labels = self._generator("CNN1", "F1").predict_labels(images)
+        authors_scale = self.hparams.diff_norm == "per_channel"
         cache: dict[str, torch.Tensor] = {}
 
         def get(name: str) -> torch.Tensor:
@@ -183,7 +194,8 @@ class GDSaliencyMethod(L.LightningModule):
                 else:
                     cnn, cost = {"CNN1": ("CNN1", "F1"), "CNN2": ("CNN2", "F2"), "CNN3": ("CNN3", "F3"),
                                  "clamped": ("CNN1", "clamped")}[name]
-                    cache[name] = self._generator(cnn, cost)(images, labels).maps
+                    res = self._generator(cnn, cost)(images, labels)
+                    cache[name] = res.unscaled if authors_scale else res.maps
             return cache[name]
 
         return {name: get(name) for name in self.hparams.maps}
@@ -191,16 +203,17 @@ class GDSaliencyMethod(L.LightningModule):
     def saliency_maps(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         hp = self.hparams
         out: dict[str, torch.Tensor] = {}
-        for name, maps in self.raw_maps(images).items():
+        for name, unscaled in self._unscaled_maps(images).items():
+            maps = normalize_maps(unscaled, "max")
             if hp.refine == "none":
                 out[name] = maps
                 continue
             per_image = []
-            for m, img in zip(maps.cpu(), images.cpu()):
+            for m, u, img in zip(maps.cpu(), unscaled.cpu(), images.cpu()):
                 if hp.refine == "morphology":
                     per_image.append({"refined": morphological_smooth(m)})
                 else:
-                    per_image.append(refine(m, img, recipe=hp.refine_recipe, n_segments=hp.n_segments,
+                    per_image.append(refine(u, img, recipe=hp.refine_recipe, n_segments=hp.n_segments,
                                             compactness=hp.compactness, alpha=hp.alpha, theta=hp.refine_theta))
             stages = ("smoothed", "refined") if hp.refine == "slic" and hp.refine_stages else ("refined",)
             stacked = {s: _stack([p[s] for p in per_image], maps.device) for s in stages}

@@ -4,14 +4,19 @@ SLIC and colour conversion are scikit-image's; what is written here is only the 
 * ``superpixel_mean`` (001 Eq. 4): every pixel takes the mean saliency of its SLIC superpixel (100 segments,
   compactness 10 in the paper).
 * ``global_color_contrast`` (001 Eq. 5): GC_i = sum_j ||C_i - C_j||_2 over the superpixels, C_i the mean L*a*b*
-  colour of superpixel i; as a pixel map, min-max normalised to [0, 1].
+  colour of superpixel i; as a pixel map, min-max normalised to [0, 1] (as the authors normalise their low-level
+  map, examples/cnn_saliency_interface.m). This is the whole low-level map S_l here: paper 001 Sec. 3.3 goes on,
+  "following [8]" (Fu et al., ACCV 2012), to smooth the contrast map and add a colour-distribution term, but gives
+  neither formula, and the authors' code loads that map precomputed (``low_level_saliency_features.mat``); both
+  are left out.
 * ``refine`` (001 Algorithm 1): smoothed * low-level, the low-level map scaled into [alpha, 1 + alpha], then
   pruned and renormalised. Two recipes (``recipe``):
-  - ``authors`` (default; the authors' code, DESIGN 6.1): prune the raw map below 1.3 x its Otsu threshold
-    (capped at the map's max), superpixel mean, multiply by (contrast + 0.2), scale x1.7, clip to 1, zero below 0.2;
+  - ``authors`` (default; examples/do_saliency.m, ``isPost``): the raw map S (on the authors' scale: the RGB mean
+    of the per-channel min-maxed X(0) - X(T), in [0, 1]) keeps the pixels above graythresh(S) x 1.3 x max(S)
+    (MATLAB's Otsu level on [0, 1], ``levelamp``, times the map's own peak); superpixel mean; min-max; x (contrast
+    + alpha); min-max again; x1.7 (``ampPara``), clip to 1; zero at or below theta = 0.2;
   - ``paper``: S = max(S - theta, 0) on the [0, 1] map, superpixel mean, x (alpha + contrast), prune by theta,
     rescale to [0, 1].
-  In both the smoothed map is rescaled to [0, 1] before the product, so the constants act on a fixed scale.
 * ``morphological_smooth`` (002 Sec. 3.2, "a simple image dilation and erosion"): grey dilation then erosion
   (a closing) with a disk; the radius is not given in the paper: 2 % of the shorter side by default.
 """
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from skimage import color, filters, morphology, segmentation
+from skimage import color, morphology, segmentation
 
 RECIPES = ("authors", "paper")
 
@@ -79,6 +84,22 @@ def global_color_contrast(image, labels: np.ndarray) -> np.ndarray:
     return _unit(dist.sum(1))[labels]
 
 
+def graythresh(s: np.ndarray) -> float:
+    """MATLAB's ``graythresh`` (``otsuthresh`` of ``imhist(S, 256)``) of a map in [0, 1]: Otsu's level on a 256-bin
+    histogram of the FIXED range [0, 1] (bin k holds the values nearest k / 255), not of the map's own [min, max];
+    where several bins maximise the between-class variance, the mean of their indices (MATLAB's tie rule). A map
+    within one bin gives 0."""
+    k = np.floor(np.clip(np.asarray(s, dtype=np.float64), 0.0, 1.0) * 255 + 0.5).astype(np.int64)
+    p = np.bincount(k.ravel(), minlength=256) / k.size
+    omega, mu = np.cumsum(p), np.cumsum(p * np.arange(1, 257))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma_b2 = (mu[-1] * omega - mu) ** 2 / (omega * (1 - omega))
+    if not np.isfinite(sigma_b2).any():
+        return 0.0
+    best = np.flatnonzero(sigma_b2 == np.nanmax(sigma_b2))  # 0-based k - 1
+    return float(best.mean() / 255)
+
+
 def morphological_smooth(saliency, radius: int | None = None) -> np.ndarray:
     """Paper 002: dilation then erosion (grey closing) with a disk of ``radius`` (default 2 % of min(H, W))."""
     s = _hw(saliency)
@@ -91,21 +112,29 @@ def refine(saliency, image, *, recipe: str = "authors", n_segments: int = 100, c
            alpha: float = 0.2, theta: float = 0.2, otsu_factor: float = 1.3, gain: float = 1.7,
            labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Paper 001's smoothing and low-level refinement of one raw map. Returns every stage, each (H, W) in [0, 1]:
-    ``smoothed`` (superpixel mean of the pruned map), ``lowlevel`` (the contrast map in [0, 1]) and ``refined``."""
+    ``smoothed`` (superpixel mean of the pruned map), ``lowlevel`` (the contrast map in [0, 1]) and ``refined``.
+    The ``authors`` recipe reads ``saliency`` as it is, on [0, 1] (its Otsu level is scaled by the map's peak);
+    the ``paper`` recipe min-max normalises it first."""
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
-    s = _unit(_hw(saliency))
+    s = _hw(saliency)
+    if recipe == "authors":
+        if not (s.min() >= -1e-6 and s.max() <= 1.0 + 1e-6):
+            raise ValueError(f"refine(recipe='authors') reads a raw map in [0, 1] (the RGB mean of the per-channel "
+                             f"min-maxed X(0) - X(T)), got values in [{s.min():.4g}, {s.max():.4g}]")
+        s = np.clip(s, 0.0, 1.0)
     rgb = _hw3(image)
     if rgb.shape[:2] != s.shape:
         raise ValueError(f"saliency {s.shape} and image {rgb.shape[:2]} differ in size; resize the map first")
     labels = slic_superpixels(rgb, n_segments, compactness) if labels is None else labels
     contrast = global_color_contrast(rgb, labels)
     if recipe == "authors":
-        t = min(otsu_factor * filters.threshold_otsu(s), s.max()) if s.max() > s.min() else s.max()
-        smoothed = _unit(superpixel_mean(np.where(s >= t, s, 0.0), labels))
-        refined = np.clip(smoothed * (contrast + alpha) * gain, 0.0, 1.0)
-        refined[refined < theta] = 0.0
+        level = graythresh(s) * otsu_factor * s.max()  # level1 = graythresh(curMap) * levelamp * maxGrad
+        smoothed = _unit(superpixel_mean(np.where(s > level, s, 0.0), labels))
+        refined = np.clip(_unit(smoothed * (contrast + alpha)) * gain, 0.0, 1.0)  # min-max before x1.7 and the cut
+        refined[refined <= theta] = 0.0  # the authors keep grad_mean_norm > 0.2
     else:
+        s = _unit(s)
         smoothed = _unit(superpixel_mean(np.maximum(s - theta, 0.0), labels))
         refined = _unit(np.maximum(smoothed * (alpha + contrast) - theta, 0.0))
     return {"smoothed": smoothed, "lowlevel": contrast, "refined": refined, "labels": labels}
