@@ -31,8 +31,10 @@ TABLE_METRICS = ("mIoU", "pixAcc", "train_cues_mIoU", "train_adapted_cues_mIoU",
 
 
 def run_ablation(name: str, extra_overrides: list[str] = (), runs_dir: str | None = None) -> Path:
-    plan = ablation_plan(load_ablation(name))
-    return _run_and_compare("ablation", name, plan, list(extra_overrides), runs_dir, Path("ablations") / name)
+    abl = load_ablation(name)
+    plan = ablation_plan(abl)
+    return _run_and_compare("ablation", name, plan, list(extra_overrides), runs_dir, Path("ablations") / name,
+                            summary=list(abl.get("summary") or []))
 
 
 def run_comparison(name: str, extra_overrides: list[str] = (), runs_dir: str | None = None,
@@ -50,7 +52,7 @@ def run_comparison(name: str, extra_overrides: list[str] = (), runs_dir: str | N
 
 
 def _run_and_compare(kind: str, name: str, plan: list[Variant], extra_overrides: list[str], runs_dir: str | None,
-                     out_subdir: Path, resume: bool = False) -> Path:
+                     out_subdir: Path, resume: bool = False, summary: list[str] = ()) -> Path:
     """Run each variant of ``plan`` (W&B group = ``name``), then compare them. Variants that differ only in
     ``map`` share one run; a ``checkpoint_of`` variant tests that variant's checkpoint (``test_only``)."""
     from salseg.runner import run
@@ -92,12 +94,37 @@ def _run_and_compare(kind: str, name: str, plan: list[Variant], extra_overrides:
     base = plan[0].experiment
     out = Path(runs_dir or compose(base, list(extra_overrides)).runs_dir) / out_subdir / stamp
     if tracking.env_global_rank() == 0:  # under DDP every process runs this loop; one writes the comparison
-        write_outputs(out, name, rows, curves, run_dirs, kind=kind)
+        write_outputs(out, name, rows, curves, run_dirs, kind=kind, summary=summary)
     return out
 
 
-def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "ablation") -> None:
+def summary_rows(rows: dict, summary) -> dict:
+    """``{"mean (N runs)": dataset -> metric -> value, ...}`` over the variant rows: per dataset, the metrics every
+    row scored there (paper 002 reports VOC as the mean over its 5 folds)."""
+    import statistics
+
+    out: dict[str, dict] = {}
+    datasets = sorted({ds for per_ds in rows.values() for ds in per_ds})
+    for what in summary:
+        row: dict[str, dict[str, float]] = {}
+        for ds in datasets:
+            scored = [r[ds] for r in rows.values() if ds in r]
+            common = set.intersection(*[set(r) for r in scored]) if scored else set()
+            if what == "std" and len(scored) < 2:
+                continue
+            fn = statistics.fmean if what == "mean" else statistics.stdev
+            row[ds] = {m: float(fn([r[m] for r in scored])) for m in sorted(common)}
+        if row:
+            n = max(sum(ds in r for r in rows.values()) for ds in row)
+            out[f"{what} ({n} runs)"] = row
+    return out
+
+
+def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "ablation", summary=()) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    variant_rows = rows
+    extra = summary_rows(rows, summary) if summary else {}
+    rows = {**rows, **extra}
     datasets = sorted({ds for per_ds in rows.values() for ds in per_ds})
     metrics = [m for m in TABLE_METRICS if any(m in v for per_ds in rows.values() for v in per_ds.values())]
     with open(out / "table.csv", "w", newline="") as fh:
@@ -113,13 +140,14 @@ def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "abl
         # a dataset's section shows the metrics some row has on it (a saliency baseline's set has no mIoU, a
         # semantic one no maxF); within it, segF / Jaccard or mIoU cells of rows without them stay blank
         shown = [m for m in metrics if any(m in r.get(ds, {}) for r in rows.values())]
-        best = {m: (min if m == "MAE" else max)(r[ds][m] for r in rows.values() if m in r.get(ds, {}))
-                for m in shown}
+        best = {m: (min if m == "MAE" else max)(r[ds][m] for r in variant_rows.values() if m in r.get(ds, {}))
+                for m in shown if any(m in r.get(ds, {}) for r in variant_rows.values())}
         lines += [f"## {ds}", "", f"| {head} | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|"]
         for vname, per_ds in rows.items():
             if ds in per_ds:
-                cells = ["" if m not in per_ds[ds] else f"**{per_ds[ds][m]:.4f}**" if per_ds[ds][m] == best[m]
-                         else f"{per_ds[ds][m]:.4f}" for m in shown]
+                bold = vname in variant_rows  # summary rows are never "best"
+                cells = ["" if m not in per_ds[ds] else f"**{per_ds[ds][m]:.4f}**"
+                         if bold and per_ds[ds][m] == best.get(m) else f"{per_ds[ds][m]:.4f}" for m in shown]
                 lines.append(f"| {vname} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["Runs:", *[f"- {v}: `{d}`" for v, d in run_dirs.items()], ""]
@@ -127,7 +155,7 @@ def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "abl
     plots.pr_curves(curves, out / "pr_curves.png", title=f"{kind} {name}")
     if datasets:  # the bars of the dataset most rows were scored on (an ablation may add a baseline's own set)
         main = max(datasets, key=lambda d: sum(d in r for r in rows.values()))
-        shown = {v: r[main] for v, r in rows.items() if main in r}
+        shown = {v: r[main] for v, r in variant_rows.items() if main in r}
         plots.metric_bars(shown, [m for m in metrics if m != "MAE" and any(m in r for r in shown.values())],
                           out / "metrics.png", title=f"{name}: {main}")
     tracking.write_json_atomic(out / "results.json", {kind: name, "results": rows, "runs": run_dirs})

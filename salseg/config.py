@@ -249,10 +249,18 @@ def load_ablation(name: str) -> DictConfig:
             raise ConfigError(f"{path}: missing key {key!r} (the experiment the variants modify)")
     if "variants" not in abl and "grid" not in abl:
         raise ConfigError(f"{path}: needs 'variants' (name -> overrides) or 'grid' (key -> list of values)")
-    extra = set(abl.keys()) - {"base", "variants", "grid", "overrides", "description", "datasets", "metrics"}
+    extra = set(abl.keys()) - {"base", "variants", "grid", "overrides", "description", "datasets", "metrics",
+                               "summary"}
     if extra:
         raise ConfigError(f"{path}: unknown keys {sorted(extra)}")
+    bad = sorted(set(abl.get("summary") or []) - set(SUMMARY_ROWS))
+    if bad:
+        raise ConfigError(f"{path}: summary: unknown row(s) {bad}; known: {list(SUMMARY_ROWS)}")
     return abl
+
+
+# Rows an ablation may add below its variants, over every variant's value (e.g. the mean of paper 002's 5 folds).
+SUMMARY_ROWS = ("mean", "std")
 
 
 VARIANT_KEYS = ("experiment", "map", "checkpoint_of", "use_checkpoint_of")

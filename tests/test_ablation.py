@@ -147,3 +147,37 @@ def test_a_table_of_saliency_and_semantic_rows_on_different_test_sets(tmp_path):
     assert "| variant | mIoU | pixAcc |" in multi and "| attention_only | **0.5400** | **0.9000** |" in multi
     assert "| variant | maxF | MAE |" in table.split("## shapes_multi")[0]
     assert (tmp_path / "metrics.png").is_file()
+
+
+def test_summary_rows_give_the_mean_and_std_of_the_variants(tmp_path):
+    from salseg.ablation import write_outputs
+
+    rows = {f"fold{k}": {"voc": {"maxF": 0.6 + 0.1 * k, "MAE": 0.2 - 0.05 * k}} for k in range(3)}
+    write_outputs(tmp_path, "folds", rows, {}, {k: f"/runs/{k}" for k in rows}, summary=["mean", "std"])
+    table = (tmp_path / "table.md").read_text()
+    assert "| fold2 | **0.8000** | **0.1000** |" in table
+    assert "| mean (3 runs) | 0.7000 | 0.1500 |" in table  # never bold, never "best"
+    assert "| std (3 runs) | 0.1000 | 0.0500 |" in table
+    got = {r["variant"]: r for r in csv.DictReader(open(tmp_path / "table.csv"))}
+    assert abs(float(got["mean (3 runs)"]["maxF"]) - 0.7) < 1e-9
+
+
+def test_gd_voc_folds_runs_the_five_folds_that_partition_val(tmp_path):
+    """One command, paper 002's 5-fold protocol: five variants whose test folds are disjoint and cover val, each
+    trained on the rest (the overlap check passes), with a mean row."""
+    from test_data_voc import VAL, write_voc
+
+    from salseg import registry
+    from salseg.config import ablation_plan, compose, load_ablation, resolve
+
+    write_voc(tmp_path)
+    abl = load_ablation("gd_voc_folds")
+    plan = ablation_plan(abl)
+    assert [v.name for v in plan] == [f"fold{k}" for k in range(5)] and list(abl.summary) == ["mean", "std"]
+    tests = []
+    for v in plan:
+        data = resolve(compose(v.experiment, list(v.overrides) + [f"data.root={tmp_path}", "data.num_workers=0"]))["data"]
+        dm = registry.build_datamodule(data)
+        dm.check_overlap()  # the fold's training images never include its test images
+        tests.append(dm.test_datasets[0].names)
+    assert sorted(n for t in tests for n in t) == sorted(VAL)
