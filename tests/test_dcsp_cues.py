@@ -1,4 +1,5 @@
-"""DCSP cues on hand-made maps: the harmonic-mean fusion, the background threshold, the hierarchical saliency pass."""
+"""DCSP cues on hand-made maps: the harmonic-mean fusion, the background threshold, the hierarchical saliency passes
+(the authors' gen_saliency_voc.py: two runs, hide >= 0.7 with the fixed IMG_MEAN)."""
 
 import pytest
 import torch
@@ -73,7 +74,7 @@ def test_hierarchical_saliency_finds_what_the_first_pass_hid():
     assert once[0, 0, 3, 3] == 0
     s = hierarchical_saliency(brightest, img)
     assert s[0, 0, 0, 0] == 1 and s[0, 0, 3, 3] == 1          # the second pass finds it, the max keeps both
-    assert torch.equal(hierarchical_saliency(brightest, img, thresholds=()), once)
+    assert torch.equal(hierarchical_saliency(brightest, img, passes=1), once)
     with pytest.raises(ValueError, match=r"must return \(B, 1, H, W\)"):
         hierarchical_saliency(lambda x: x, img)
 
@@ -105,3 +106,69 @@ def test_adapted_cues_keep_the_background_and_the_present_classes_only():
     assert cues.tolist() == [[[1, 0, 3]]] and cues.dtype == torch.int64
     with pytest.raises(ValueError, match="scores must be"):
         adapted_cues(scores, torch.ones(1, 4))
+
+
+def _scripted_saliency(maps):
+    """A toy saliency model: its k-th call returns ``maps[k]`` and records the image it was given."""
+    seen = []
+
+    def fn(x):
+        seen.append(x.clone())
+        return maps[len(seen) - 1].clone()
+
+    return fn, seen
+
+
+def test_hierarchical_saliency_is_the_authors_two_runs_hiding_from_0_7_inclusive_with_the_fixed_mean():
+    from salseg.methods.dcsp.cues import AUTHORS_MEAN
+
+    img = torch.stack([torch.tensor([[0.1, 0.9, 0.3], [0.6, 0.2, 1.0]])] * 3)[None]   # (1, 3, 2, 3) grey levels
+    img[0, 1] *= 0.5                                                                  # not grey: mean per channel
+    s1 = torch.tensor([[[[0.7, 0.69, 0.0], [0.95, 0.1, 0.0]]]])    # exactly 0.7 is hidden, 0.69 is not
+    s2 = torch.tensor([[[[0.2, 0.5, 0.85], [0.1, 0.3, 0.6]]]])
+    s3 = torch.tensor([[[[0.0, 0.0, 0.0], [0.0, 0.0, 0.99]]]])
+    fn, seen = _scripted_saliency([s1, s2, s3])
+    out = hierarchical_saliency(fn, img)
+    assert len(seen) == 2                                         # two runs (the 0.8 mask is never used)
+    assert torch.equal(out, torch.maximum(s1, s2))
+    hidden = torch.tensor([[True, False, False], [True, False, False]])
+    mean = torch.tensor(AUTHORS_MEAN)
+    assert mean.tolist() == pytest.approx([122.67891434 / 255, 116.66876762 / 255, 104.00698793 / 255])
+    for c in range(3):                                            # the fixed mean colour, not the image's mean
+        assert torch.allclose(seen[1][0, c][hidden], mean[c].expand(2))
+        assert torch.equal(seen[1][0, c][~hidden], img[0, c][~hidden])
+
+    # three runs (an option): before the third, the running maximum's pixels >= 0.8 are hidden too, cumulatively
+    fn, seen = _scripted_saliency([s1, s2, s3])
+    out = hierarchical_saliency(fn, img, passes=3)
+    assert len(seen) == 3 and torch.equal(out, torch.maximum(torch.maximum(s1, s2), s3))
+    third = torch.tensor([[True, False, True], [True, False, False]])     # 0.7, 0.95 (run 1) and 0.85 (run 2)
+    assert torch.allclose(seen[2][0, 0][third], mean[0].expand(3)) and torch.equal(seen[2][0, 0][~third],
+                                                                                    img[0, 0][~third])
+
+    # the image's own mean colour (an option)
+    fn, seen = _scripted_saliency([s1, s2])
+    hierarchical_saliency(fn, img, fill="image_mean")
+    own = img.mean(dim=(2, 3))[0]
+    for c in range(3):
+        assert torch.allclose(seen[1][0, c][hidden], own[c].expand(2))
+    with pytest.raises(ValueError, match=r"model.saliency_passes=3 needs .* got \[0.7\]"):
+        hierarchical_saliency(fn, img, thresholds=(0.7,), passes=3)
+    with pytest.raises(ValueError, match="model.hide_fill must be one of"):
+        hierarchical_saliency(fn, img, fill="zeros")
+
+
+def test_attention_fuses_scales_at_the_first_scales_map_then_upsamples():
+    """The authors' get_localization.py: the 0.75 / 0.5 maps resized to the 1.0 map, max, then up to the image."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    full, half = torch.rand(1, 2, 4, 4), torch.rand(1, 2, 2, 2)
+    up = lambda m, size: F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+    want = up(torch.maximum(full, up(half, (4, 4))), (8, 8))
+    lo, hi = want.amin((2, 3), keepdim=True), want.amax((2, 3), keepdim=True)
+    fused = fuse_attention([full, half], (8, 8))
+    assert torch.allclose(fused, (want - lo) / (hi - lo), atol=1e-6)
+    other = torch.maximum(up(full, (8, 8)), up(half, (8, 8)))         # upsampling each scale first differs
+    lo, hi = other.amin((2, 3), keepdim=True), other.amax((2, 3), keepdim=True)
+    assert not torch.allclose(fused, (other - lo) / (hi - lo), atol=1e-3)

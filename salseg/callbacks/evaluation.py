@@ -172,7 +172,8 @@ class SODEvaluation(Callback):
         gts = [g.to(pl_module.device) for g in batch["gt_class"]]
         if len(outputs) != len(gts):
             raise ValueError(f"test_step semantic map {map_name!r}: {len(outputs)} outputs for {len(gts)} images")
-        labels = labels_at_gt_resolution(outputs.detach(), gts)
+        # a list: one map per image, each at its own size (native-size batches)
+        labels = labels_at_gt_resolution([o.detach() for o in outputs], gts)
         self._metric(map_name, dataset, pl_module.device).update(labels, gts)
         if first:
             palette = plots.label_palette()

@@ -2,11 +2,15 @@
 
 Training sees image-level labels only. The cues are the pixel labels the segmentation network is trained on:
 
-* ``hierarchical_saliency``: class-agnostic saliency in passes. Run a salient-object model; replace the pixels above
-  a threshold (0.7) by the image's mean colour and run it again, so an object the first pass missed can now stand
-  out; repeat with the next threshold (0.8) on the running maximum; keep the pixel-wise maximum of all passes.
-* ``fuse_attention``: class attention maps from several input scales ({1, 0.75, 0.5}), resized to one size,
-  max-fused over the scales and min-max normalised per class.
+* ``hierarchical_saliency``: class-agnostic saliency in passes (the authors' ``gen_saliency_voc.py``). Run a
+  salient-object model; replace the pixels whose saliency is >= 0.7 by the fixed mean colour (the authors' IMG_MEAN,
+  :data:`AUTHORS_MEAN`) and run it again, so an object the first pass missed can now stand out; keep the pixel-wise
+  maximum of the passes. The authors run TWO passes (their 0.8 mask is made after the last pass and never used);
+  ``passes=3`` hides the running maximum's pixels >= 0.8 as well (cumulatively) and runs once more, and
+  ``fill="image_mean"`` hides with each image's own mean colour (the suite's former behaviour, three passes).
+* ``fuse_attention``: class attention maps from several input scales ({1, 0.75, 0.5}), resized to the first
+  scale's map, max-fused over the scales, upsampled to the image and min-max normalised per class (the authors'
+  ``get_localization.py``).
 * ``make_cues``: per pixel and present class the harmonic mean of attention and saliency,
   H_c = 2 A_c S / (A_c + S); background (0) where the best H over the present classes is below 0.4, else the
   present class with the best H (as c + 1, so 0 stays background). Absent classes never win.
@@ -35,20 +39,37 @@ import torch.nn.functional as F
 BACKGROUND = 0
 IGNORE = 255
 SOURCES = ("both", "attention", "saliency")
+HIDE_FILLS = ("dataset_mean", "image_mean")
+# The authors' IMG_MEAN, (R, G, B) = (122.679, 116.669, 104.007) on 0..255 (gen_saliency_voc.py writes it into
+# caffe's RGB [0, 1] image as IMG_MEAN / 255; their DeepLab readers subtract the same values from BGR images), on the
+# suite's RGB [0, 1] scale: the hiding colour of the saliency passes and the padding colour of the training crops.
+AUTHORS_MEAN = (122.67891434 / 255, 116.66876762 / 255, 104.00698793 / 255)
 
 
 def hierarchical_saliency(saliency_fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
-                          thresholds: Sequence[float] = (0.7, 0.8)) -> torch.Tensor:
-    """The pixel-wise maximum over ``1 + len(thresholds)`` passes of ``saliency_fn`` ((B, 3, H, W) in [0, 1] ->
-    (B, 1, H, W) in [0, 1]); before pass k + 1 the pixels whose running maximum exceeds ``thresholds[k]`` are
-    replaced by each image's mean colour (over all its pixels)."""
+                          thresholds: Sequence[float] = (0.7, 0.8), passes: int = 2, fill: str = "dataset_mean",
+                          mean: Sequence[float] = AUTHORS_MEAN) -> torch.Tensor:
+    """The pixel-wise maximum over ``passes`` runs of ``saliency_fn`` ((B, 3, H, W) in [0, 1] -> (B, 1, H, W) in
+    [0, 1]). Before run k + 1 the pixels whose running maximum is >= ``thresholds[k - 1]`` are hidden (they stay
+    hidden in later runs, as the authors overwrite the image itself) by ``fill``: ``dataset_mean`` = the fixed RGB
+    colour ``mean`` (the authors' IMG_MEAN / 255), ``image_mean`` = each image's own mean colour."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
-    mean = images.mean(dim=(2, 3), keepdim=True)
+    if fill not in HIDE_FILLS:
+        raise ValueError(f"model.hide_fill must be one of {HIDE_FILLS}, got {fill!r}")
+    if int(passes) < 1 or len(thresholds) < int(passes) - 1:
+        raise ValueError(f"model.saliency_passes={passes} needs >= 1 pass and one threshold per extra pass in "
+                         f"model.saliency_thresholds, got {list(thresholds)}")
+    if fill == "image_mean":
+        colour = images.mean(dim=(2, 3), keepdim=True)
+    else:
+        colour = torch.as_tensor(list(mean), dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     current = _check_saliency(saliency_fn(images), images)
-    for t in thresholds:
-        hidden = torch.where(current > float(t), mean, images)  # (B,1,H,W) condition broadcasts over RGB
-        current = torch.maximum(current, _check_saliency(saliency_fn(hidden), images))
+    hidden = torch.zeros_like(current, dtype=torch.bool)
+    for t in list(thresholds)[: int(passes) - 1]:
+        hidden |= current >= float(t)                # >= as the authors' ``msk[msk >= th]``
+        shown = torch.where(hidden, colour, images)  # (B,1,H,W) condition broadcasts over RGB
+        current = torch.maximum(current, _check_saliency(saliency_fn(shown), images))
     return current
 
 
@@ -60,18 +81,27 @@ def _check_saliency(s: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
 
 
 def fuse_attention(per_scale: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
-    """Class maps from several scales, each (B, C, h_s, w_s), -> (B, C, H, W): bilinear to ``size``, max over the
-    scales, then min-max normalised per image and class into [0, 1] (a constant map becomes 0)."""
+    """Class maps from several scales, each (B, C, h_s, w_s), -> (B, C, H, W): each resized bilinearly to the first
+    scale's map, max over the scales, bilinear to ``size``, then min-max normalised per image and class into [0, 1]
+    (a constant map becomes 0); the authors' ``get_localization.py`` in this order."""
     if not per_scale:
         raise ValueError("fuse_attention needs the class maps of at least one scale")
     shapes = {tuple(m.shape[:2]) for m in per_scale}
     if len(shapes) != 1:
         raise ValueError(f"every scale must give (B, C, h, w) maps with the same B and C, got {sorted(shapes)}")
-    fused = torch.stack([F.interpolate(m.float(), size=size, mode="bilinear", align_corners=False)
-                         for m in per_scale]).amax(0)
+    fused = F.interpolate(fuse_scales(per_scale), size=size, mode="bilinear", align_corners=False)
     lo = fused.amin(dim=(2, 3), keepdim=True)
     hi = fused.amax(dim=(2, 3), keepdim=True)
     return torch.where(hi > lo, (fused - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(fused))
+
+
+def fuse_scales(per_scale: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The maximum over scales of (B, C, h_s, w_s) maps, each resized bilinearly to the first one's size (the
+    authors' attention, adapt and test fusion: ``tf.reduce_max`` of the maps resized to the 1.0 scale's output)."""
+    ref = tuple(per_scale[0].shape[-2:])
+    return torch.stack([m.float() if tuple(m.shape[-2:]) == ref else
+                        F.interpolate(m.float(), size=ref, mode="bilinear", align_corners=False)
+                        for m in per_scale]).amax(0)
 
 
 @dataclass

@@ -8,17 +8,29 @@ One network (:class:`DCSPNet`: a backbone trunk, a class head and a DeepLab ASPP
    saliency from ``saliency_checkpoint``, multi-scale attention from the class head, their harmonic mean); then
    the segmentation head is trained on them with cross-entropy PLUS ``lambda_cls`` x an image-level multi-label
    classification loss (the network continues from the attention network's weights, as the authors' does). Where
-   that loss is taken, ``cls_on``: ``segmentation`` (DESIGN 6.3: on the globally pooled object-class scores of
-   the segmentation head, so each present class must win some pixels; the default) or ``class_head`` (the
-   authors' released code: on the separate class head, which shares only the trunk).
+   that loss is taken, ``cls_on``: ``segmentation`` (on the globally pooled object-class scores of the
+   segmentation head, so each present class must win some pixels; the default) or ``class_head`` (on the class
+   head; the authors' class head is a 1x1 convolution on their segmentation scores: see :mod:`.network`).
 3. ``adapt_epochs`` (0 = no adapt round): the round-1 cues are the segmentation network's own multi-scale
    predictions restricted to each image's classes; training continues on them.
 
 The optimiser is the authors' SGD (``optimizer: adam``, AdamW, for networks trained from scratch on a CPU, as
 ``dcsp_shapes``). The learning rate follows the poly schedule (power ``poly_power``) within each phase, restarting
-at ``lr`` (the authors restart it for every stage); the heads get ``head_lr_mult`` x ``lr``. Training images come
-un-augmented from the data module (``data.augment`` must be null); the module scales, crops and flips image and cue
-together.
+at ``lr`` (the authors restart it for every stage); the heads get ``head_lr_mult`` x ``lr``. ``freeze_bn`` keeps
+the trunk's batch norm as pretrained (statistics AND scale/offset: the authors' ``is_training=False`` and their
+exclusion of every ``beta`` / ``gamma`` from the trained variables); the new ASPP head's batch norm trains (the
+authors' head has none).
+
+Training images come un-augmented from the data module (``data.augment`` must be null), at their native size with
+``data.image_size: null`` (a batch is then a list of images). As the authors' DeepLab readers
+(``deeplab_resnet/image_reader_segment.py``, ``image_reader_classfc.py``), each image (with its cue) is scaled by
+a random factor in ``scale_range`` ([0.5, 1.5)), mirrored with probability 0.5, padded at the bottom and right to
+at least ``crop_size`` (321) with the mean colour ``pixel_mean`` (their IMG_MEAN: a zero after their mean
+subtraction) and the cue with ``pad_cue`` (``background``: the authors' segment reader pads its labels with 0;
+``ignore``: 255, DeepLab's own reader), then cropped at random to ``crop_size``.
+
+Cues, validation and test run at the images' own size: images of one size are batched together, each size apart
+(padding them into one batch would change the scores near the padding and the ASPP's image pooling).
 
 Cues live under ``<run>/cues/round<k>/`` (or ``cue_dir``), written once and read by every later step, epoch and
 resumed run; their settings are fingerprinted, so a cache made with other settings is refused (``StaleCueCache``).
@@ -26,8 +38,11 @@ The cues' own mIoU against the training ground truth (where the data has pixel l
 is measured while they are made and reported as ``train_cues_mIoU`` / ``train_adapted_cues_mIoU``; pixels the
 cues leave unlabelled (255: the saliency-only cues of an image with several classes) are not scored.
 
-Test: ``segmentation`` (class probabilities at ``test_scales``, averaged, optionally with flips) and, with
-``crf: true``, ``segmentation_crf`` (dense CRF, :mod:`.crf`); both are scored with mIoU and per-class IoU.
+Test: ``segmentation``, class probabilities at the image's size: with ``test_fusion: max`` (the authors'
+``evaluate.py``) the softmax of the maximum over ``test_scales`` (1, 0.75, 0.5) of the segmentation logits; with
+``mean`` the average of each scale's softmax (optionally with flips); and, with ``crf: true``,
+``segmentation_crf`` (dense CRF on the image at its own size, :mod:`.crf`); both are scored with mIoU and
+per-class IoU.
 """
 
 from __future__ import annotations
@@ -48,12 +63,30 @@ from salseg.validation import one_of
 
 from .attention import multilabel_loss, multiscale_attention
 from .cache import CueCache
-from .cues import IGNORE, SOURCES, adapted_cues, hierarchical_saliency, make_cues
+from .cues import AUTHORS_MEAN, BACKGROUND, HIDE_FILLS, IGNORE, SOURCES, adapted_cues, hierarchical_saliency, make_cues
 from .network import DCSPNet, multiscale_seg_scores
 
 PHASES = ("attention", "segmentation", "adapt")
 CLS_ON = ("segmentation", "class_head")
 OPTIMIZERS = ("sgd", "adam")  # sgd: the authors' (fine-tuning); adam (AdamW): networks trained from scratch on a CPU
+PAD_CUES = ("background", "ignore")  # the padding of a training crop's cue: the authors' 0 | DeepLab's 255
+TEST_FUSIONS = ("max", "mean")  # over test scales: max of the logits (the authors') | mean of the softmax
+
+
+def size_groups(images: torch.Tensor | Sequence[torch.Tensor]) -> list[tuple[list[int], torch.Tensor]]:
+    """A batch's images grouped by size: [(their indices, the stacked images (n, 3, H, W))], in order of first
+    appearance. A stacked batch is one group; a list (native sizes) gives one group per distinct size."""
+    if isinstance(images, torch.Tensor):
+        return [(list(range(len(images))), images)]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, img in enumerate(images):
+        groups.setdefault(tuple(img.shape[-2:]), []).append(i)
+    return [(idx, torch.stack([images[i] for i in idx])) for idx in groups.values()]
+
+
+def batched(items: Sequence[torch.Tensor]) -> torch.Tensor | list[torch.Tensor]:
+    """Per-image tensors stacked when they share one shape, else kept as a list (native sizes)."""
+    return torch.stack(list(items)) if len({tuple(t.shape) for t in items}) == 1 else list(items)
 
 
 def class_names_for(spec: str | Sequence[str] | None, num_classes: int) -> list[str]:
@@ -76,13 +109,15 @@ def class_names_for(spec: str | Sequence[str] | None, num_classes: int) -> list[
 class DCSP(L.LightningModule):
     """Keyword arguments = the keys of ``configs/model/dcsp.yaml``."""
 
-    test_time_hparams = ("test_scales", "test_flip", "crf", "crf_iterations")
+    test_time_hparams = ("test_scales", "test_fusion", "test_flip", "crf", "crf_iterations")
 
     def __init__(self, num_classes: int = 20, class_names: str | Sequence[str] | None = "voc",
                  backbone: str = "resnet101", weights: str | None = "imagenet", output_stride: int = 8,
                  aspp_rates: Sequence[int] = (6, 12, 18), aspp_width: int = 256, class_pooling: str = "avg",
                  freeze_bn: bool = True,
-                 saliency_checkpoint: str | None = None, saliency_thresholds: Sequence[float] = (0.7, 0.8),
+                 saliency_checkpoint: str | None = None, saliency_passes: int = 2,
+                 saliency_thresholds: Sequence[float] = (0.7, 0.8), hide_fill: str = "dataset_mean",
+                 pixel_mean: Sequence[float] = AUTHORS_MEAN,
                  attention_scales: Sequence[float] = (1.0, 0.75, 0.5), background_threshold: float = 0.4,
                  cue_source: str = "both", cue_dir: str | None = None, cue_batch_size: int = 16,
                  attention_epochs: int = 1, seg_epochs: int = 1, adapt_epochs: int = 1, lambda_cls: float = 1.0,
@@ -90,12 +125,20 @@ class DCSP(L.LightningModule):
                  optimizer: str = "sgd", lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 5e-4,
                  head_lr_mult: float = 10.0,
                  poly_power: float = 0.9, crop_size: int | None = 321, scale_range: Sequence[float] = (0.5, 1.5),
-                 hflip: bool = True, test_scales: Sequence[float] = (1.0,), test_flip: bool = False,
-                 crf: bool = False, crf_iterations: int = 10):
+                 hflip: bool = True, pad_cue: str = "background", test_scales: Sequence[float] = (1.0, 0.75, 0.5),
+                 test_fusion: str = "max", test_flip: bool = False, crf: bool = False, crf_iterations: int = 10):
         super().__init__()
         one_of("model.cue_source", cue_source, SOURCES)
         one_of("model.optimizer", optimizer, OPTIMIZERS)
         one_of("model.cls_on", cls_on, CLS_ON)
+        one_of("model.hide_fill", hide_fill, HIDE_FILLS)
+        one_of("model.pad_cue", pad_cue, PAD_CUES)
+        one_of("model.test_fusion", test_fusion, TEST_FUSIONS)
+        if int(saliency_passes) < 1 or len(saliency_thresholds) < int(saliency_passes) - 1:
+            raise ValueError(f"model.saliency_passes={saliency_passes} needs >= 1 pass and a threshold per extra pass "
+                             f"in model.saliency_thresholds, got {list(saliency_thresholds)}")
+        if len(pixel_mean) != 3 or not all(0 <= float(v) <= 1 for v in pixel_mean):
+            raise ValueError(f"model.pixel_mean must be an RGB colour in [0, 1], got {list(pixel_mean)}")
         if attention_epochs < 1 or seg_epochs < 1 or adapt_epochs < 0:
             raise ValueError(f"model.attention_epochs and model.seg_epochs must be >= 1 and model.adapt_epochs >= 0, "
                              f"got {attention_epochs}, {seg_epochs}, {adapt_epochs}")
@@ -113,6 +156,9 @@ class DCSP(L.LightningModule):
         self.save_hyperparameters()
         self.names = class_names_for(class_names, int(num_classes))
         self.net = DCSPNet(num_classes, backbone, weights, output_stride, aspp_rates, aspp_width, class_pooling)
+        if freeze_bn:  # the authors train no batch-norm scale or offset (only the trunk has batch norm there)
+            for m in self._trunk_batch_norms():
+                m.requires_grad_(False)
         self.val_scores = SemanticSegmentationScores(self.class_names)
         self.run_scores: dict[str, float] = {}
         self._cues: CueCache | None = None
@@ -158,6 +204,9 @@ class DCSP(L.LightningModule):
         if getattr(dm, "augment", None):
             raise ValueError(f"data.augment={dm.augment}: DCSP scales, crops and flips each image together with its "
                              f"cue itself (model.crop_size, model.scale_range, model.hflip); set data.augment=null")
+        if getattr(dm, "image_size", 0) is None and not self.hparams.crop_size:
+            raise ValueError("data.image_size=null keeps every image at its own size, so training needs a crop: set "
+                             "model.crop_size (the authors: 321)")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["dcsp_run_scores"] = dict(self.run_scores)
@@ -165,12 +214,14 @@ class DCSP(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.run_scores = dict(checkpoint.get("dcsp_run_scores", {}))
 
+    def _trunk_batch_norms(self) -> list[torch.nn.Module]:
+        return [m for m in self.net.trunk.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and self.hparams.freeze_bn:  # the authors keep the pretrained BN statistics (batch 10)
-            for m in self.net.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+        if mode and self.hparams.freeze_bn:  # the trunk keeps its pretrained statistics (the authors', batch 10);
+            for m in self._trunk_batch_norms():  # the new head's batch norm learns its own
+                m.eval()
         return self
 
     # ------------------------------------------------------------------------------------------ cues
@@ -191,7 +242,11 @@ class DCSP(L.LightningModule):
                 ckpt = Path(str(hp.saliency_checkpoint)).expanduser()
                 settings.update(saliency_checkpoint=str(ckpt.resolve()),
                                 saliency_mtime=ckpt.stat().st_mtime if ckpt.is_file() else None,
-                                saliency_thresholds=list(hp.saliency_thresholds))
+                                saliency_passes=int(hp.saliency_passes),
+                                saliency_thresholds=list(hp.saliency_thresholds)[: int(hp.saliency_passes) - 1],
+                                hide_fill=hp.hide_fill)
+                if hp.hide_fill == "dataset_mean":
+                    settings["pixel_mean"] = [round(float(v), 6) for v in hp.pixel_mean]
         return settings
 
     def on_train_epoch_start(self) -> None:
@@ -240,29 +295,29 @@ class DCSP(L.LightningModule):
         what = "cues" if round_ == 0 else "adapted cues"
         print(f"[salseg] dcsp: making the {what} of {len(dataset)} training images -> {cache.root}")
         for batch in _progress(loader, what, enabled=self.trainer.progress_bar_callback is not None):
-            images, labels = batch["image"].to(self.device), batch["labels"].to(self.device)
-            on_disk = all(cache.path(n).is_file() for n in batch["name"])
+            batch_names, labels = batch["name"], batch["labels"].to(self.device)
+            on_disk = all(cache.path(n).is_file() for n in batch_names)
             if on_disk:  # a resumed build: these cues were made before the interruption (still scored below)
-                cues = torch.from_numpy(np.stack([np.array(Image.open(cache.path(n))) for n in batch["name"]]))
-                cues = cues.long().to(self.device)
-            elif round_ == 0:
-                attention = (multiscale_attention(self.net, images, hp.attention_scales)
-                             if hp.cue_source != "saliency"
-                             else images.new_zeros(len(images), labels.shape[1], *images.shape[-2:]))
-                saliency = (hierarchical_saliency(source, images, hp.saliency_thresholds) if source is not None
-                            else torch.zeros_like(images[:, :1]))
-                result = make_cues(attention, saliency, labels, hp.background_threshold, batch["name"],
-                                   hp.cue_source)
-                cues, silent = result.cues, silent + len(result.silent)
+                cues = [torch.from_numpy(np.array(Image.open(cache.path(n)))).long().to(self.device)
+                        for n in batch_names]
             else:
-                cues = adapted_cues(multiscale_seg_scores(self.net, images, hp.attention_scales), labels)
-            if not on_disk:
-                for name, cue in zip(batch["name"], cues.cpu().numpy()):
-                    cache.write(name, cue.astype(np.uint8))
+                cues = [None] * len(batch_names)
+                for idx, images in size_groups(batch["image"]):  # each image at its own size
+                    images, lab = images.to(self.device), labels[idx]
+                    if round_ == 0:
+                        made, n_silent = self._round0_cues(images, lab, [batch_names[i] for i in idx], source)
+                        silent += n_silent
+                    else:
+                        made = adapted_cues(multiscale_seg_scores(self.net, images, hp.attention_scales), lab)
+                    for j, i in enumerate(idx):
+                        cues[i] = made[j]
+                for name, cue in zip(batch_names, cues):
+                    cache.write(name, cue.cpu().numpy().astype(np.uint8))
+            n_images = len(batch_names)
             truth = batch.get("class_mask")
-            has = batch.get("has_mask", torch.ones(len(images), dtype=torch.bool))
+            has = batch.get("has_mask", torch.ones(n_images, dtype=torch.bool))
             if truth is not None and bool(has.any()):
-                keep = [i for i in range(len(images)) if bool(has[i])]
+                keep = [i for i in range(n_images) if bool(has[i])]
                 # a pixel the cues leave unlabelled (IGNORE: saliency-only cues of a several-class image) is not
                 # trained on, so it is not scored either
                 truths = [torch.where(cues[i] == IGNORE, IGNORE, truth[i].to(self.device)) for i in keep]
@@ -282,46 +337,65 @@ class DCSP(L.LightningModule):
             print(f"[salseg] dcsp: {what}: mIoU against the training ground truth {miou:.4f}"
                   + (f"; {silent} present classes had no attention" if silent else ""))
 
-    def _read_cues(self, names: Sequence[str]) -> torch.Tensor:
-        return torch.from_numpy(np.stack([self._cues.read(n) for n in names]).astype(np.int64))
+    def _round0_cues(self, images: torch.Tensor, labels: torch.Tensor, names: list[str], source) -> tuple:
+        """(cues (B, H, W), the number of silent classes) of equal-size images: attention + hierarchical saliency."""
+        hp = self.hparams
+        attention = (multiscale_attention(self.net, images, hp.attention_scales) if hp.cue_source != "saliency"
+                     else images.new_zeros(len(images), labels.shape[1], *images.shape[-2:]))
+        saliency = (hierarchical_saliency(source, images, hp.saliency_thresholds, hp.saliency_passes, hp.hide_fill,
+                                          hp.pixel_mean)
+                    if source is not None else torch.zeros_like(images[:, :1]))
+        result = make_cues(attention, saliency, labels, hp.background_threshold, names, hp.cue_source)
+        return result.cues, len(result.silent)
+
+    def _read_cues(self, names: Sequence[str]) -> list[torch.Tensor]:
+        return [torch.from_numpy(self._cues.read(n).astype(np.int64)) for n in names]
 
     # ------------------------------------------------------------------------------------------ training
-    def _augment(self, images: torch.Tensor, cues: torch.Tensor | None):
-        """Per image: a random scale in ``scale_range``, a random ``crop_size`` crop (padding with the ImageNet
-        mean colour and IGNORE cues where the scaled image is smaller), a random horizontal flip."""
+    def _augment(self, images: torch.Tensor | Sequence[torch.Tensor],
+                 cues: torch.Tensor | Sequence[torch.Tensor] | None = None):
+        """Images (each (3, H, W), any size) and their cues ((H, W) int) -> (B, 3, crop, crop) and (B, crop, crop)
+        int64, per image as the authors' readers: a random scale s in ``scale_range`` (size floor(s H) x floor(s W),
+        image bilinear, cue nearest), a mirror with probability 1/2 (``hflip``), padding at the bottom and right
+        to at least the crop (image: ``pixel_mean``; cue: ``pad_cue``), a random ``crop_size`` crop. Without a
+        ``crop_size`` the crop is the image's own size."""
         hp = self.hparams
-        crop = int(hp.crop_size or images.shape[-1])
         lo, hi = hp.scale_range
+        pad_label = BACKGROUND if hp.pad_cue == "background" else IGNORE
         out_i, out_c = [], []
-        for k in range(len(images)):
-            img = images[k : k + 1]
-            cue = cues[k : k + 1, None].float() if cues is not None else None
+        for k, img in enumerate(images):
+            img = img[None].float()
+            ch, cw = (int(hp.crop_size),) * 2 if hp.crop_size else tuple(img.shape[-2:])
+            cue = cues[k][None, None].to(img.device).float() if cues is not None else None
             s = float(torch.empty(()).uniform_(lo, hi)) if hi > lo else float(lo)
-            h, w = (max(1, round(d * s)) for d in img.shape[-2:])
+            h, w = (max(1, int(d * s)) for d in img.shape[-2:])      # tf.to_int32: truncation
             if (h, w) != tuple(img.shape[-2:]):
                 img = F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False)
                 cue = F.interpolate(cue, size=(h, w), mode="nearest") if cue is not None else None
-            ph, pw = max(crop - h, 0), max(crop - w, 0)
-            if ph or pw:
-                fill = self.net.mean.view(1, 3, 1, 1)
-                img = F.pad(img - fill, (0, pw, 0, ph)) + fill
-                cue = F.pad(cue, (0, pw, 0, ph), value=IGNORE) if cue is not None else None
-            y = int(torch.randint(0, img.shape[-2] - crop + 1, ()))
-            x = int(torch.randint(0, img.shape[-1] - crop + 1, ()))
-            img = img[..., y : y + crop, x : x + crop]
-            cue = cue[..., y : y + crop, x : x + crop] if cue is not None else None
-            if hp.hflip and bool(torch.rand(()) < 0.5):
+            if hp.hflip and bool(torch.rand(()) < 0.5):                # mirrored before the padding, as the authors
                 img = img.flip(-1)
                 cue = cue.flip(-1) if cue is not None else None
-            out_i.append(img)
+            ph, pw = max(ch - h, 0), max(cw - w, 0)
+            if ph or pw:
+                fill = torch.tensor(list(hp.pixel_mean), dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
+                canvas = fill.expand(1, 3, h + ph, w + pw).clone()
+                canvas[..., :h, :w] = img
+                img = canvas
+                cue = F.pad(cue, (0, pw, 0, ph), value=float(pad_label)) if cue is not None else None
+            y = int(torch.randint(0, img.shape[-2] - ch + 1, ()))
+            x = int(torch.randint(0, img.shape[-1] - cw + 1, ()))
+            out_i.append(img[..., y : y + ch, x : x + cw])
             if cue is not None:
-                out_c.append(cue[:, 0].long())
+                out_c.append(cue[:, 0, y : y + ch, x : x + cw].long())
+        if len({tuple(t.shape) for t in out_i}) > 1:
+            raise ValueError("model.crop_size=null keeps each image's own size, but this batch's images differ in "
+                             "size: set model.crop_size (the authors: 321)")
         return torch.cat(out_i), (torch.cat(out_c) if cues is not None else None)
 
     def training_step(self, batch, batch_idx: int):
         phase = self.phase(self.current_epoch)
         labels = batch["labels"].float()
-        cues = self._read_cues(batch["name"]).to(self.device) if phase != "attention" else None
+        cues = self._read_cues(batch["name"]) if phase != "attention" else None
         images, cues = self._augment(batch["image"], cues)
         if phase == "attention":
             cls_loss = multilabel_loss(self.net.pool(self.net.class_maps(images)), labels)  # the seg head idles
@@ -340,7 +414,7 @@ class DCSP(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         head = {id(p) for p in self.net.head_parameters()}
-        trunk = [p for p in self.net.parameters() if id(p) not in head]
+        trunk = [p for p in self.net.parameters() if id(p) not in head and p.requires_grad]  # frozen BN: none
         groups = [{"params": trunk, "lr": hp.lr},
                   {"params": self.net.head_parameters(), "lr": hp.lr * hp.head_lr_mult}]
         if hp.optimizer == "adam":
@@ -361,11 +435,16 @@ class DCSP(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------ evaluation
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
-        logits, seg = self.net(batch["image"])
-        self.log("val/cls_loss", multilabel_loss(logits, batch["labels"]), batch_size=len(logits),
+        logits, order = [], []
+        for idx, images in size_groups(batch["image"]):  # each image at its own size
+            cls, seg = self.net(images)
+            logits.append(cls)
+            order += idx
+            if "class_mask" in batch:
+                self.val_scores.update(list(seg.argmax(1)), [batch["class_mask"][i] for i in idx])
+        labels = batch["labels"][order]
+        self.log("val/cls_loss", multilabel_loss(torch.cat(logits), labels), batch_size=len(order),
                  add_dataloader_idx=False)
-        if "class_mask" in batch:
-            self.val_scores.update(seg.argmax(1), batch["class_mask"])
 
     def on_validation_epoch_end(self) -> None:
         if int(self.val_scores.confmat.sum()) > 0:
@@ -373,8 +452,12 @@ class DCSP(L.LightningModule):
         self.val_scores.reset()
 
     def segment(self, images: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (B, K + 1, H, W): the softmax averaged over ``test_scales`` (and flips)."""
+        """Class probabilities (B, K + 1, H, W) of equal-size images at their size: ``test_fusion`` ``max``, the
+        softmax of the logits max-fused over ``test_scales`` (the authors' ``evaluate.py``); ``mean``, the average
+        of each scale's softmax; ``test_flip`` adds the mirrored views."""
         hp = self.hparams
+        if hp.test_fusion == "max":
+            return multiscale_seg_scores(self.net, images, hp.test_scales, hp.test_flip).softmax(1)
         size = tuple(images.shape[-2:])
         probs = []
         for s in hp.test_scales:
@@ -387,12 +470,24 @@ class DCSP(L.LightningModule):
         return torch.stack(probs).mean(0)
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
-        probs = self.segment(batch["image"])
-        out = {"segmentation": probs}
-        if self.hparams.crf:
-            from .crf import dense_crf
+        """``segmentation`` (and ``segmentation_crf``) per image at its own size: stacked when the batch's images
+        share one size, else a list (native sizes; equal-size images still go through the network together)."""
+        n = len(batch["image"])
+        probs: list = [None] * n
+        crf: list = [None] * n
+        for idx, images in size_groups(batch["image"]):
+            p = self.segment(images)
+            labels = None
+            if self.hparams.crf:
+                from .crf import dense_crf
 
-            out["segmentation_crf"] = dense_crf(batch["image"], probs, self.hparams.crf_iterations)
+                labels = dense_crf(images, p, self.hparams.crf_iterations)  # on the image at its own size
+            for j, i in enumerate(idx):
+                probs[i] = p[j]
+                crf[i] = labels[j] if labels is not None else None
+        out = {"segmentation": batched(probs)}
+        if self.hparams.crf:
+            out["segmentation_crf"] = batched(crf)
         return out
 
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0):

@@ -1,13 +1,17 @@
-"""DCSP's network (paper 004; the authors' DeepLab-v2 ResNet as DESIGN 6.3 describes it): ONE trunk, two heads.
+"""DCSP's network (paper 004; the authors' DeepLab-v2 ResNet, ``deeplab_resnet/model.py``): ONE trunk, two heads.
 
 * ``classifier`` (from :class:`AttentionNet`): a 1x1 convolution to one map per object class; its global average
   is the image-level logit. Trained alone first (the attention network), it gives the attention of the cues.
 * ``seg_head``: a DeepLab ASPP head (torchvision's ``ASPP`` module: parallel atrous convolutions plus image
-  pooling) to background + the object classes, trained on the cues.
+  pooling, with batch norm) to background + the object classes, trained on the cues.
 
 As in the authors' code, the segmentation network starts from the attention network's weights (the same module
-simply continues training) and keeps the classification loss on the class head (the "extra image-level
-classification loss", so that every present class keeps evidence somewhere in the image).
+simply continues training). The image-level classification loss of the segmentation phase (so that every present
+class keeps evidence somewhere in the image) is taken, by default (``model.cls_on: segmentation``), on the globally
+pooled object-class scores of ``seg_head``; ``cls_on: class_head`` takes it on ``classifier`` instead. The authors'
+released code differs in structure: their class head (``fc1_voc12_d0``) is a 1x1 convolution ON the segmentation
+scores (``fc1_voc12``, four summed atrous 3x3 convolutions, rates 6 / 12 / 18 / 24, without batch norm), not a
+second branch from the trunk; their classification loss is on that head.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from torch import nn
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from .attention import AttentionNet
+from .cues import fuse_scales
 
 
 def deeplab_head(in_channels: int, num_classes: int, rates: Sequence[int], width: int) -> nn.Sequential:
@@ -65,14 +70,18 @@ class DCSPNet(AttentionNet):
 
 
 @torch.no_grad()
-def multiscale_seg_scores(net: DCSPNet, images: torch.Tensor, scales: Sequence[float] = (1.0, 0.75, 0.5)
-                          ) -> torch.Tensor:
-    """Segmentation scores (B, K + 1, H, W) at the images' size: the max over the input scales of the logits,
-    each resized bilinearly (the authors' adapt step: their ``fc1_voc12`` over scales 1, 0.75, 0.5)."""
+def multiscale_seg_scores(net: DCSPNet, images: torch.Tensor, scales: Sequence[float] = (1.0, 0.75, 0.5),
+                          flip: bool = False) -> torch.Tensor:
+    """Segmentation scores (B, K + 1, H, W) at the images' size: the logits at each input scale, resized to the
+    first scale's map, max-fused, then upsampled bilinearly (the authors' ``fc1_voc12`` over scales 1, 0.75, 0.5
+    in ``get_localization.py``'s adapt step and in ``evaluate.py``). ``flip`` adds each scale's mirrored view to
+    the maximum (not the authors')."""
     size = tuple(images.shape[-2:])
     out = []
     for s in scales:
         x = images if s == 1.0 else F.interpolate(images, scale_factor=float(s), mode="bilinear",
                                                    align_corners=False, recompute_scale_factor=False)
-        out.append(F.interpolate(net.seg_scores(x), size=size, mode="bilinear", align_corners=False))
-    return torch.stack(out).amax(0)
+        out.append(net.seg_scores(x))
+        if flip:
+            out.append(net.seg_scores(x.flip(-1)).flip(-1))
+    return F.interpolate(fuse_scales(out), size=size, mode="bilinear", align_corners=False)
