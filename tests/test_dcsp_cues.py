@@ -119,39 +119,63 @@ def _scripted_saliency(maps):
     return fn, seen
 
 
-def test_hierarchical_saliency_is_the_authors_two_runs_hiding_from_0_7_inclusive_with_the_fixed_mean():
-    from salseg.methods.dcsp.cues import AUTHORS_MEAN
+# the authors' IMG_MEAN (R, G, B) on 0..255, on the [0, 1] scale of the suite's images
+IMG_MEAN = torch.tensor([122.67891434, 116.66876762, 104.00698793]) / 255
 
-    img = torch.stack([torch.tensor([[0.1, 0.9, 0.3], [0.6, 0.2, 1.0]])] * 3)[None]   # (1, 3, 2, 3) grey levels
-    img[0, 1] *= 0.5                                                                  # not grey: mean per channel
-    s1 = torch.tensor([[[[0.7, 0.69, 0.0], [0.95, 0.1, 0.0]]]])    # exactly 0.7 is hidden, 0.69 is not
+
+def _toy():
+    """A 2 x 3 image that is not grey (its mean colour differs from IMG_MEAN) and three scripted saliency maps:
+    run 1 has a pixel at exactly 0.7 (hidden: >=), one at 0.69 (shown) and one at 0.95."""
+    img = torch.stack([torch.tensor([[0.1, 0.9, 0.3], [0.6, 0.2, 1.0]])] * 3)[None]   # (1, 3, 2, 3)
+    img[0, 1] *= 0.5
+    s1 = torch.tensor([[[[0.7, 0.69, 0.0], [0.95, 0.1, 0.0]]]])
     s2 = torch.tensor([[[[0.2, 0.5, 0.85], [0.1, 0.3, 0.6]]]])
     s3 = torch.tensor([[[[0.0, 0.0, 0.0], [0.0, 0.0, 0.99]]]])
-    fn, seen = _scripted_saliency([s1, s2, s3])
-    out = hierarchical_saliency(fn, img)
-    assert len(seen) == 2                                         # two runs (the 0.8 mask is never used)
-    assert torch.equal(out, torch.maximum(s1, s2))
-    hidden = torch.tensor([[True, False, False], [True, False, False]])
-    mean = torch.tensor(AUTHORS_MEAN)
-    assert mean.tolist() == pytest.approx([122.67891434 / 255, 116.66876762 / 255, 104.00698793 / 255])
-    for c in range(3):                                            # the fixed mean colour, not the image's mean
-        assert torch.allclose(seen[1][0, c][hidden], mean[c].expand(2))
-        assert torch.equal(seen[1][0, c][~hidden], img[0, c][~hidden])
+    return img, [s1, s2, s3]
 
-    # three runs (an option): before the third, the running maximum's pixels >= 0.8 are hidden too, cumulatively
+
+def test_hierarchical_saliency_runs_the_authors_two_passes():
+    img, maps = _toy()
+    fn, seen = _scripted_saliency(maps)
+    out = hierarchical_saliency(fn, img)
+    assert len(seen) == 2                                         # gen_saliency_voc.py: ``for j in range(2)``
+    assert torch.equal(out, torch.maximum(maps[0], maps[1]))     # the pixel-wise max of the two runs
+
+
+def test_hierarchical_saliency_hides_the_pixels_at_exactly_0_7():
+    img, maps = _toy()
+    fn, seen = _scripted_saliency(maps)
+    hierarchical_saliency(fn, img)
+    assert not torch.equal(seen[1][0, :, 0, 0], img[0, :, 0, 0])  # saliency 0.7: hidden (``msk >= th``)
+    assert torch.equal(seen[1][0, :, 0, 1], img[0, :, 0, 1])      # 0.69: shown
+    assert torch.equal(seen[1][0, :, 1, 1:], img[0, :, 1, 1:])
+
+
+def test_hierarchical_saliency_hides_with_the_fixed_dataset_mean_colour():
+    img, maps = _toy()
+    fn, seen = _scripted_saliency(maps)
+    hierarchical_saliency(fn, img)
+    assert torch.allclose(seen[1][0, :, 1, 0], IMG_MEAN)          # saliency 0.95: IMG_MEAN, not the image's mean
+    assert not torch.allclose(img.mean(dim=(2, 3))[0], IMG_MEAN, atol=0.05)
+
+
+def test_hierarchical_saliency_options_three_passes_and_the_image_mean():
+    from salseg.methods.dcsp.cues import AUTHORS_MEAN
+
+    assert torch.allclose(torch.tensor(AUTHORS_MEAN), IMG_MEAN)
+    img, (s1, s2, s3) = _toy()
+    # three runs: before the third, the running maximum's pixels >= 0.8 are hidden too, the earlier ones stay hidden
     fn, seen = _scripted_saliency([s1, s2, s3])
     out = hierarchical_saliency(fn, img, passes=3)
     assert len(seen) == 3 and torch.equal(out, torch.maximum(torch.maximum(s1, s2), s3))
     third = torch.tensor([[True, False, True], [True, False, False]])     # 0.7, 0.95 (run 1) and 0.85 (run 2)
-    assert torch.allclose(seen[2][0, 0][third], mean[0].expand(3)) and torch.equal(seen[2][0, 0][~third],
-                                                                                    img[0, 0][~third])
-
-    # the image's own mean colour (an option)
+    for c in range(3):
+        assert torch.allclose(seen[2][0, c][third], IMG_MEAN[c].expand(3))
+        assert torch.equal(seen[2][0, c][~third], img[0, c][~third])
+    # the image's own mean colour
     fn, seen = _scripted_saliency([s1, s2])
     hierarchical_saliency(fn, img, fill="image_mean")
-    own = img.mean(dim=(2, 3))[0]
-    for c in range(3):
-        assert torch.allclose(seen[1][0, c][hidden], own[c].expand(2))
+    assert torch.allclose(seen[1][0, :, 1, 0], img.mean(dim=(2, 3))[0])
     with pytest.raises(ValueError, match=r"model.saliency_passes=3 needs .* got \[0.7\]"):
         hierarchical_saliency(fn, img, thresholds=(0.7,), passes=3)
     with pytest.raises(ValueError, match="model.hide_fill must be one of"):
