@@ -38,6 +38,7 @@ from salseg.backbones import (  # noqa: F401  (re-exported: the classifiers' wei
     hub_weights_file,
 )
 from salseg.data.masking import dataset_mean_colour, mask_objects, masking_region
+from salseg.schedules import module_milestones
 from salseg.validation import one_of
 
 KINDS = ("CNN1", "CNN2", "CNN3")
@@ -126,10 +127,11 @@ def finetune_groups(net: nn.Module, head: nn.Module, finetune: str, lr: float, h
 OPTIMIZERS = ("sgd", "adam")
 
 
-def optimizer_with_milestones(groups: list[dict], hp):
+def optimizer_with_milestones(groups: list[dict], hp, module=None):
     """``hp.optimizer`` (``sgd``: momentum and weight decay from ``hp``, the papers' fine-tuning; ``adam``: AdamW
     with ``hp.weight_decay``, for classifiers trained from scratch) with an optional step-wise MultiStepLR at
-    ``hp.milestones``."""
+    ``hp.milestones``: iterations of one process, converted to this run's steps under DDP (``salseg.schedules``)
+    when ``module`` (the LightningModule, attached to its trainer) is given."""
     name = hp.get("optimizer", "sgd")
     one_of("model.optimizer", name, OPTIMIZERS)
     if name == "sgd":
@@ -138,7 +140,8 @@ def optimizer_with_milestones(groups: list[dict], hp):
         opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
     if not hp.milestones:
         return opt
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
+    milestones = list(hp.milestones) if module is None else module_milestones(module, hp.milestones)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=hp.gamma)
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
@@ -217,4 +220,5 @@ class GDClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        return optimizer_with_milestones(finetune_groups(self.net, self.head, hp.finetune, hp.lr, hp.head_lr_mult), hp)
+        return optimizer_with_milestones(finetune_groups(self.net, self.head, hp.finetune, hp.lr, hp.head_lr_mult), hp,
+                                         self)

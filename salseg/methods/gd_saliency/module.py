@@ -166,7 +166,7 @@ class GDSaliencyMethod(L.LightningModule):
         hp = self.hparams
         groups = [g for cnn, net in self.cnns.items()
                   for g in finetune_groups(net, self._head(cnn), hp.finetune, hp.lr, hp.head_lr_mult)]
-        return optimizer_with_milestones(groups, hp)
+        return optimizer_with_milestones(groups, hp, self)
 
     # ------------------------------------------------------------------------------------------ maps
     def _generator(self, cnn: str, cost: str) -> GDSaliency:
