@@ -1,6 +1,7 @@
 """Test-time evaluation of saliency maps: every SOD metric per test dataset, PR-curve PNG, image grid.
 
-Contract with the methods: ``test_step`` returns ``{map_name: (B,1,h,w) float in [0,1]}``; the first entry is
+Contract with the methods: ``test_step`` returns ``{map_name: (B,1,h,w) float in [0,1]}`` (native-size batches: a
+list of (1,h,w) maps, one per image); the first entry is
 the method's primary map (the one the PR curve is drawn from). Each map is resized to its image's ORIGINAL
 ground-truth size (bilinear) and quantised to 8 bits as if saved to PNG, so that the numbers logged here equal
 ``python -m salseg eval`` on saved maps. Metric states are torchmetrics states, reduced across DDP processes at
@@ -154,9 +155,16 @@ class SODEvaluation(Callback):
             if map_name in self.semantic_maps:
                 self._semantic_batch(pl_module, map_name, dataset, maps, batch, first=i == 0)
                 continue
-            if maps.ndim != 4 or maps.shape[1] != 1 or maps.shape[0] != len(gts):
+            if isinstance(maps, (list, tuple)):  # native-size batches: one (1, h, w) map per image, own size
+                if len(maps) != len(gts) or any(m.ndim != 3 or m.shape[0] != 1 for m in maps):
+                    raise ValueError(f"test_step map {map_name!r}: expected {len(gts)} maps of shape (1,h,w), got "
+                                     f"{[tuple(m.shape) for m in maps]}")
+                maps = [m.detach() for m in maps]
+            elif maps.ndim != 4 or maps.shape[1] != 1 or maps.shape[0] != len(gts):
                 raise ValueError(f"test_step map {map_name!r}: expected shape (B=={len(gts)},1,h,w), got {tuple(maps.shape)}")
-            preds = to_gt_resolution(maps.detach(), gts)
+            else:
+                maps = maps.detach()
+            preds = to_gt_resolution(maps, gts)
             self._metric(map_name, dataset, pl_module.device).update(preds, gts)
             if (map_name, dataset) in self.segmentation_metrics:
                 self.segmentation_metrics[(map_name, dataset)].update(preds, gts)
