@@ -2,13 +2,13 @@
 
     .venv/bin/python benchmarks/bench_dcsp.py [--device cuda] [--backbone resnet50] [--size 161] [--batch 4]
 
-Cue generation = the hierarchical saliency (3 passes of a saliency model: the small MEnet of ``menet_shapes``,
-random weights, at 64 px) + the class attention at scales {1, 0.75, 0.5} + the fusion, on ``--batch`` shapes
-images at ``--size``; "per image" runs the same code on one image at a time (the authors' get_localization does).
-The adapt round's cues (multi-scale segmentation scores) are timed the same way. The training step is one
-forward, backward and SGD step of the segmentation phase (cross-entropy + classification loss) at crop
-``--size`` and batch ``--batch`` (the authors: ResNet-101, 321, 10, on a GPU). Weights are random: the time does
-not depend on them. Each figure is the median of ``--repeats`` timed runs after a warm-up.
+Cue generation = the hierarchical saliency (the authors' 2 passes of a saliency model: the small MEnet of
+``menet_shapes``, random weights, at 64 px) + the class attention at scales {1, 0.75, 0.5} + the fusion, on
+``--batch`` shapes images at ``--size``; "per image" runs the same code on one image at a time (the authors'
+get_localization does). The adapt round's cues (multi-scale segmentation scores) are timed the same way. The
+training step is one forward, backward and SGD step of the segmentation phase (cross-entropy + classification
+loss) at crop ``--size`` and batch ``--batch`` (the authors: ResNet-101, 321, 10, on a GPU). Weights are random:
+the time does not depend on them. Each figure is the median of ``--repeats`` timed runs after a warm-up.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"DCSP on {device} ({torch.get_num_threads()} threads), {args.backbone} output stride 8, "
           f"{args.size} px, batch {args.batch}")
-    print(f"  cues (3 saliency passes + attention at 3 scales): batched {out['cues_batched_img_per_s']:.2f} img/s, "
+    print(f"  cues (2 saliency passes + attention at 3 scales): batched {out['cues_batched_img_per_s']:.2f} img/s, "
           f"one image at a time {out['cues_per_image_img_per_s']:.2f} img/s (x{out['cues_batched_speedup']:.2f})")
     print(f"  adapted cues (segmentation at 3 scales): {out['adapted_cues_img_per_s']:.2f} img/s")
     print(f"  training step (CE + classification loss, SGD): {train_step:.3f} s "

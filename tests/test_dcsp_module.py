@@ -211,8 +211,8 @@ def test_the_dense_crf_sees_each_image_at_its_native_size(monkeypatch):
 
     seen = []
 
-    def fake_crf(images, probs, iterations):
-        seen.append((tuple(images.shape), tuple(probs.shape), iterations))
+    def fake_crf(images, probs, iterations, kernels):
+        seen.append((tuple(images.shape), tuple(probs.shape), iterations, kernels))
         return probs.argmax(1)
 
     monkeypatch.setattr(crf, "require_crf", lambda: None)
@@ -220,7 +220,7 @@ def test_the_dense_crf_sees_each_image_at_its_native_size(monkeypatch):
     m = _module(crf=True, crf_iterations=7).eval()
     images = [torch.rand(3, 20, 28), torch.rand(3, 40, 24), torch.rand(3, 20, 28)]
     out = m.test_step({"image": images}, 0)
-    assert seen == [((2, 3, 20, 28), (2, 5, 20, 28), 7), ((1, 3, 40, 24), (1, 5, 40, 24), 7)]
+    assert seen == [((2, 3, 20, 28), (2, 5, 20, 28), 7, "dcsp"), ((1, 3, 40, 24), (1, 5, 40, 24), 7, "dcsp")]
     assert [tuple(t.shape) for t in out["segmentation_crf"]] == [(20, 28), (40, 24), (20, 28)]
     assert all(torch.equal(c, p.argmax(0)) for c, p in zip(out["segmentation_crf"], out["segmentation"]))
 

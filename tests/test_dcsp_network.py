@@ -60,3 +60,42 @@ def test_crf_without_its_package_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
     with pytest.raises(ImportError, match=r"model.crf=true needs the dense CRF package 'pydensecrf2'"):
         require_crf()
+
+
+def test_the_crf_uses_the_authors_kernels_by_default(monkeypatch):
+    """deeplab_resnet/utils.py's dense_crf: Gaussian sxy 3 / weight 3, bilateral sxy 49 / srgb 5 / weight 4."""
+    import numpy as np
+
+    import salseg.methods.dcsp.crf as crf
+
+    calls = []
+
+    class FakeCRF:
+        def __init__(self, w, h, c):
+            self.shape = (c, h, w)
+
+        def setUnaryEnergy(self, u):
+            pass
+
+        def addPairwiseGaussian(self, sxy, compat):
+            calls.append(("gauss", sxy, compat))
+
+        def addPairwiseBilateral(self, sxy, srgb, rgbim, compat):
+            calls.append(("bilateral", sxy, srgb, compat, rgbim.shape))
+
+        def inference(self, n):
+            return np.ones((self.shape[0], self.shape[1] * self.shape[2]), np.float32)
+
+    fake = type("dcrf", (), {"DenseCRF2D": FakeCRF})
+    utils = type("utils", (), {"unary_from_softmax": staticmethod(lambda p: -np.log(p).reshape(p.shape[0], -1))})
+    monkeypatch.setattr(crf, "require_crf", lambda: fake)
+    monkeypatch.setitem(sys.modules, "pydensecrf", type(sys)("pydensecrf"))
+    monkeypatch.setitem(sys.modules, "pydensecrf.utils", utils)
+    out = crf.dense_crf(torch.rand(1, 3, 6, 8), torch.full((1, 2, 6, 8), 0.5))
+    assert out.shape == (1, 6, 8)
+    assert calls == [("gauss", 3, 3), ("bilateral", 49, 5, 4, (6, 8, 3))]
+    calls.clear()
+    crf.dense_crf(torch.rand(1, 3, 6, 8), torch.full((1, 2, 6, 8), 0.5), kernels="deeplab_v2")
+    assert calls == [("gauss", 3, 3), ("bilateral", 80, 13, 10, (6, 8, 3))]
+    with pytest.raises(ValueError, match="model.crf_kernels must be one of"):
+        crf.dense_crf(torch.rand(1, 3, 6, 8), torch.full((1, 2, 6, 8), 0.5), kernels="strong")

@@ -1,6 +1,8 @@
-"""Optional dense-CRF post-processing of DCSP's segmentation (the fully connected CRF of Kraehenbuehl and Koltun,
-as in the authors' DeepLab code: 10 mean-field iterations, a Gaussian kernel (sxy 3, weight 3) and a bilateral
-kernel (sxy 80, srgb 13, weight 10)).
+"""Optional dense-CRF post-processing of DCSP's segmentation (the fully connected CRF of Kraehenbuehl and Koltun)
+on the image at its own size. Kernels (``model.crf_kernels``): ``dcsp``, the authors' ``deeplab_resnet/utils.py``
+``dense_crf`` (10 mean-field iterations, a Gaussian kernel sxy 3, weight 3, and a bilateral kernel sxy 49, srgb 5,
+weight 4); ``deeplab_v2``, DeepLab-v2's published VOC values (bilateral sxy 80, srgb 13, weight 10; the suite's
+former default).
 
 The CRF itself comes from ``pydensecrf2`` (the maintained packaging of ``pydensecrf``, the Python binding of the
 authors' C++ code): ``pip install -e ".[crf]"``; it builds from source (a C++ compiler is needed) and is not in the
@@ -13,6 +15,8 @@ import numpy as np
 import torch
 
 CRF_PACKAGE = "pydensecrf2"
+# (sxy_gauss, compat_gauss, sxy_bilateral, srgb_bilateral, compat_bilateral)
+CRF_KERNELS = {"dcsp": (3, 3, 49, 5, 4), "deeplab_v2": (3, 3, 80, 13, 10)}
 
 
 def require_crf():
@@ -25,11 +29,12 @@ def require_crf():
     return dcrf
 
 
-def dense_crf(images: torch.Tensor, probs: torch.Tensor, iterations: int = 10, sxy_gauss: float = 3,
-              compat_gauss: float = 3, sxy_bilateral: float = 80, srgb_bilateral: float = 13,
-              compat_bilateral: float = 10) -> torch.Tensor:
+def dense_crf(images: torch.Tensor, probs: torch.Tensor, iterations: int = 10, kernels: str = "dcsp") -> torch.Tensor:
     """Images (B, 3, H, W) in [0, 1] and class probabilities (B, C, H, W) -> labels (B, H, W) int64 after
-    ``iterations`` of mean-field inference (per image, on the CPU)."""
+    ``iterations`` of mean-field inference (per image, on the CPU) with the ``kernels`` of :data:`CRF_KERNELS`."""
+    if kernels not in CRF_KERNELS:
+        raise ValueError(f"model.crf_kernels must be one of {tuple(CRF_KERNELS)}, got {kernels!r}")
+    sxy_gauss, compat_gauss, sxy_bilateral, srgb_bilateral, compat_bilateral = CRF_KERNELS[kernels]
     dcrf = require_crf()
     from pydensecrf.utils import unary_from_softmax
 

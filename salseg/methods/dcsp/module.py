@@ -109,7 +109,7 @@ def class_names_for(spec: str | Sequence[str] | None, num_classes: int) -> list[
 class DCSP(L.LightningModule):
     """Keyword arguments = the keys of ``configs/model/dcsp.yaml``."""
 
-    test_time_hparams = ("test_scales", "test_fusion", "test_flip", "crf", "crf_iterations")
+    test_time_hparams = ("test_scales", "test_fusion", "test_flip", "crf", "crf_iterations", "crf_kernels")
 
     def __init__(self, num_classes: int = 20, class_names: str | Sequence[str] | None = "voc",
                  backbone: str = "resnet101", weights: str | None = "imagenet", output_stride: int = 8,
@@ -126,7 +126,8 @@ class DCSP(L.LightningModule):
                  head_lr_mult: float = 10.0,
                  poly_power: float = 0.9, crop_size: int | None = 321, scale_range: Sequence[float] = (0.5, 1.5),
                  hflip: bool = True, pad_cue: str = "background", test_scales: Sequence[float] = (1.0, 0.75, 0.5),
-                 test_fusion: str = "max", test_flip: bool = False, crf: bool = False, crf_iterations: int = 10):
+                 test_fusion: str = "max", test_flip: bool = False, crf: bool = False, crf_iterations: int = 10,
+                 crf_kernels: str = "dcsp"):
         super().__init__()
         one_of("model.cue_source", cue_source, SOURCES)
         one_of("model.optimizer", optimizer, OPTIMIZERS)
@@ -134,6 +135,9 @@ class DCSP(L.LightningModule):
         one_of("model.hide_fill", hide_fill, HIDE_FILLS)
         one_of("model.pad_cue", pad_cue, PAD_CUES)
         one_of("model.test_fusion", test_fusion, TEST_FUSIONS)
+        from .crf import CRF_KERNELS
+
+        one_of("model.crf_kernels", crf_kernels, tuple(CRF_KERNELS))
         if int(saliency_passes) < 1 or len(saliency_thresholds) < int(saliency_passes) - 1:
             raise ValueError(f"model.saliency_passes={saliency_passes} needs >= 1 pass and a threshold per extra pass "
                              f"in model.saliency_thresholds, got {list(saliency_thresholds)}")
@@ -481,7 +485,8 @@ class DCSP(L.LightningModule):
             if self.hparams.crf:
                 from .crf import dense_crf
 
-                labels = dense_crf(images, p, self.hparams.crf_iterations)  # on the image at its own size
+                # on the image at its own size
+                labels = dense_crf(images, p, self.hparams.crf_iterations, self.hparams.crf_kernels)
             for j, i in enumerate(idx):
                 probs[i] = p[j]
                 crf[i] = labels[j] if labels is not None else None
