@@ -29,6 +29,10 @@ def test_short_run_trains_the_classifiers_and_scores_every_map_and_stage(tmp_pat
                                  "gradient_refined"]
     for per_ds in doc["maps"].values():
         assert list(per_ds) == ["shapes_single"] and all(0.0 <= v <= 1.0 for v in per_ds["shapes_single"].values())
+    # each classifier's top-1 / top-5 error on the test set (paper 002 Table 1) beside every map's metrics
+    errors = {k: v for k, v in doc["maps"]["CNN2+3"]["shapes_single"].items() if k.endswith("_error")}
+    assert set(errors) == {f"CNN{i}_top{k}_error" for i in (1, 2, 3) for k in (1, 5)}
+    assert all(errors[f"CNN{i}_top5_error"] <= errors[f"CNN{i}_top1_error"] for i in (1, 2, 3))
     logged = (result.run_dir / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0]
     for key in ("train/CNN1_loss", "train/CNN2_loss", "train/CNN3_loss", "val/CNN1_top1_error",
                 "val/CNN3_top1_error"):
@@ -67,6 +71,12 @@ def test_slic_refinement_reads_gd_maps_on_the_authors_scale(monkeypatch):
     expected = model._generator("CNN1", "clamped")(x, model._generator("CNN1", "F1").predict_labels(x)).unscaled
     assert torch.allclose(torch.stack(seen).reshape(expected.shape), expected, atol=1e-5)
     assert torch.allclose(out["clamped"], expected / expected.flatten(1).amax(1).view(-1, 1, 1, 1), atol=1e-5)
+
+
+def test_a_checkpoint_from_before_grad_norm_still_loads():
+    with pytest.warns(UserWarning, match="normalize_step=True .* obsolete and ignored: model.grad_norm='per_channel'"):
+        model = GDSaliencyMethod(**SMALL, maps=("clamped",), normalize_step=True)
+    assert "normalize_step" not in model.hparams and model._generator("CNN1", "clamped").grad_norm == "per_channel"
 
 
 def test_only_the_needed_classifiers_are_built_and_bad_values_are_named():
@@ -148,3 +158,25 @@ def test_segmentation_of_an_image_does_not_depend_on_its_batch():
     assert torch.equal(alone["CNN1_seeded"][0], batch["CNN1_seeded"][2])
     with pytest.raises(ValueError, match="model.segment names maps that model.maps does not make"):
         GDSaliencyMethod(**SMALL, maps=("CNN1",), segment=("CNN2+3",))
+
+
+def test_test_set_classification_errors_equal_a_hand_count():
+    """CNN1 / CNN3 top-1 and top-5 errors on a test batch, against argmax / topk counted by hand."""
+    torch.manual_seed(0)
+    model = GDSaliencyMethod(**{**SMALL, "num_classes": 6}, maps=("CNN1", "CNN3")).eval()
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 6, (8,))
+    cm = torch.zeros(8, 32, 32, dtype=torch.int64)
+    cm[:, 8:20, 8:20] = y[:, None, None] + 1
+    batch = {"image": x, "label": y, "mask": (cm > 0).float()[:, None], "class_mask": cm, "name": list("abcdefgh")}
+    model.test_step(batch, 0, dataloader_idx=1)
+    got = model.test_scores(1)
+    assert model.test_scores(0) == {}
+    with torch.no_grad():
+        logits1 = model.cnns["CNN1"](x)
+        masked = x * (cm == 0)[:, None] + model.fill_colour[None, :, None, None] * (cm != 0)[:, None]
+        logits3 = model.cnns["CNN3"](torch.cat([x, masked]))
+    y3 = torch.cat([y, y + 6])
+    assert got["CNN1_top1_error"] == pytest.approx(1 - (logits1.argmax(1) == y).float().mean().item())
+    hit5 = (logits1.topk(5, dim=1).indices == y[:, None]).any(1).float().mean().item()
+    assert got["CNN1_top5_error"] == pytest.approx(1 - hit5)
+    assert got["CNN3_top1_error"] == pytest.approx(1 - (logits3.argmax(1) == y3).float().mean().item())

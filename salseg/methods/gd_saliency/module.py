@@ -28,6 +28,7 @@ import zlib
 from collections.abc import Sequence
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_warn
 import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
@@ -87,7 +88,8 @@ class GDSaliencyMethod(L.LightningModule):
                  refine_recipe: str = "authors", refine_stages: bool = False, n_segments: int = 100,
                  compactness: float = 10.0, alpha: float = 0.2, refine_theta: float = 0.2,
                  segment: Sequence[str] = (), seg_runs: int = 100, seg_seeds: int = 50, seg_delta: float = 0.5,
-                 seg_seeder: str = "watershed", seg_segments: int = 200, seg_compactness: float = 20.0):
+                 seg_seeder: str = "watershed", seg_segments: int = 200, seg_compactness: float = 20.0,
+                 normalize_step: bool | None = None):
         super().__init__()
         maps = [str(m) for m in maps]
         unknown = sorted(set(maps) - set(MAPS))
@@ -105,7 +107,10 @@ class GDSaliencyMethod(L.LightningModule):
         one_of("model.seg_seeder", seg_seeder, SEEDERS)
         if finetune in ("last", "none") and weights is None:
             raise ValueError(f"model.finetune={finetune!r} uses pretrained weights, but model.weights is null")
-        self.save_hyperparameters()
+        if normalize_step is not None:  # a checkpoint from before grad_norm: its classifiers still serve
+            rank_zero_warn(f"model.normalize_step={normalize_step} (an older checkpoint) is obsolete and ignored: "
+                           f"model.grad_norm={grad_norm!r} normalises the descent's gradient")
+        self.save_hyperparameters(ignore=["normalize_step"])
         needed = sorted({"CNN1"}.union(*(_NEEDS[m] for m in maps)))
         if finetune == "none" and needed != ["CNN1"]:
             raise ValueError(f"model.finetune='none' keeps the pretrained classifier (CNN1 only); maps {maps} need "
@@ -125,6 +130,8 @@ class GDSaliencyMethod(L.LightningModule):
         self.val_top1 = nn.ModuleDict({
             cnn: MulticlassAccuracy(num_classes=(2 if cnn == "CNN3" else 1) * num_classes, average="micro")
             for cnn in needed})
+        # Top-1 / top-5 errors of each classifier on each test set (paper 002 Table 1), created per test loader.
+        self.test_accuracy = nn.ModuleDict()
 
     # ------------------------------------------------------------------------------------------ training
     def on_fit_start(self) -> None:
@@ -245,7 +252,38 @@ class GDSaliencyMethod(L.LightningModule):
             out[f"{name}_segmentation"] = _stack([r.mask for r in results], images.device)
         return out
 
+    def _update_test_accuracy(self, batch, dataloader_idx: int) -> None:
+        """Each classifier on the test images it is trained for (CNN2: masked, CNN3: both), when the test set
+        has labels of the training classes (not with ``finetune: none``, whose classes are ImageNet's)."""
+        n = self.hparams.num_classes
+        if self.hparams.finetune == "none" or "label" not in batch or not torch.is_tensor(batch["image"]):
+            return
+        for cnn, net in self.cnns.items():
+            x, y = cnn_inputs(cnn, batch, self.fill_colour, n)
+            classes = (2 if cnn == "CNN3" else 1) * n
+            for k in (1, 5):
+                key = f"{dataloader_idx}/{cnn}/top{k}"
+                if key not in self.test_accuracy:
+                    self.test_accuracy[key] = MulticlassAccuracy(num_classes=classes, top_k=min(k, classes),
+                                                                 average="micro").to(self.device)
+            with torch.no_grad():
+                logits = net(x)
+            for k in (1, 5):
+                self.test_accuracy[f"{dataloader_idx}/{cnn}/top{k}"].update(logits, y)
+
+    def test_scores(self, dataloader_idx: int) -> dict[str, float]:
+        """``{CNN1_top1_error: ..., CNN1_top5_error: ..., ...}`` on test loader ``dataloader_idx`` (reduced over
+        processes); the evaluation adds them to every map's row of that test set."""
+        out = {}
+        for key, metric in self.test_accuracy.items():
+            idx, cnn, top = key.split("/")
+            if int(idx) == dataloader_idx:
+                out[f"{cnn}_{top}_error"] = 1.0 - float(metric.compute())
+                metric.reset()
+        return out
+
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
+        self._update_test_accuracy(batch, dataloader_idx)
         maps = self.saliency_maps(batch["image"])
         return {**maps, **self.segmentations(maps, batch["image"], batch.get("name"))}
 
