@@ -221,7 +221,6 @@ def test_segmentation_constants_are_not_scaled_by_image_area():
     """k = 50 and min size 50 are pixel counts at every image size. A red 4x5 (20 px) patch on a small image must
     end in a region of >= 50 pixels (scaled to the image's area, min size would drop to 2); an 8x8 (64 px) patch on
     a large image must stay a region of its own (scaled, min size would grow to 115 and merge it)."""
-    assert rcmod.DEFAULTS["seg_ref_pixels"] is None
     for (h, w), (ph, pw) in (((80, 60), (4, 5)), ((360, 480), (8, 8))):
         img = np.full((h, w, 3), 128, np.uint8)
         img[h // 2 :] = 60  # two big halves, so the map has contrast
@@ -234,6 +233,7 @@ def test_segmentation_constants_are_not_scaled_by_image_area():
             assert size >= 50 and size_scaled < 50, (size, size_scaled)
         else:
             assert size == ph * pw and size_scaled > ph * pw, (size, size_scaled)
+    assert rcmod.DEFAULTS["seg_ref_pixels"] is None
 
 
 def test_quantisation_follows_the_authors_code():
