@@ -27,7 +27,8 @@ from salseg.config import (
 )
 
 TABLE_METRICS = ("mIoU", "pixAcc", "train_cues_mIoU", "train_adapted_cues_mIoU", "maxF", "meanF", "adpF", "maxF_pr",
-                 "MAE", "Sm", "maxEm", "wF", "segF", "Jaccard")
+                 "MAE", "Sm", "maxEm", "wF", *(f"{c}_top{k}_error" for c in ("CNN1", "CNN2", "CNN3") for k in (1, 5)),
+                 "segF", "Jaccard")
 
 
 def run_ablation(name: str, extra_overrides: list[str] = (), runs_dir: str | None = None) -> Path:
@@ -140,7 +141,7 @@ def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "abl
         # a dataset's section shows the metrics some row has on it (a saliency baseline's set has no mIoU, a
         # semantic one no maxF); within it, segF / Jaccard or mIoU cells of rows without them stay blank
         shown = [m for m in metrics if any(m in r.get(ds, {}) for r in rows.values())]
-        best = {m: (min if m == "MAE" else max)(r[ds][m] for r in variant_rows.values() if m in r.get(ds, {}))
+        best = {m: (min if m == "MAE" or m.endswith("_error") else max)(r[ds][m] for r in variant_rows.values() if m in r.get(ds, {}))
                 for m in shown if any(m in r.get(ds, {}) for r in variant_rows.values())}
         lines += [f"## {ds}", "", f"| {head} | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|"]
         for vname, per_ds in rows.items():
@@ -156,7 +157,7 @@ def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "abl
     if datasets:  # the bars of the dataset most rows were scored on (an ablation may add a baseline's own set)
         main = max(datasets, key=lambda d: sum(d in r for r in rows.values()))
         shown = {v: r[main] for v, r in variant_rows.items() if main in r}
-        plots.metric_bars(shown, [m for m in metrics if m != "MAE" and any(m in r for r in shown.values())],
+        plots.metric_bars(shown, [m for m in metrics if m != "MAE" and not m.endswith("_error") and any(m in r for r in shown.values())],
                           out / "metrics.png", title=f"{name}: {main}")
     tracking.write_json_atomic(out / "results.json", {kind: name, "results": rows, "runs": run_dirs})
     print("\n" + (out / "table.md").read_text())

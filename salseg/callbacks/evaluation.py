@@ -227,10 +227,14 @@ class SODEvaluation(Callback):
             self.results.setdefault(map_name, {})[dataset] = values
             prefix = f"test/{dataset}" if map_name == self.primary_map else f"test/{dataset}/{map_name}"
             flat.update({f"{prefix}/{k}": v for k, v in values.items() if not math.isnan(v)})  # NaN: a class never seen
+        # per-test-set scores of the method itself (GD: its classifiers' top-1 / top-5 errors, paper 002 Table 1)
+        method_scores = {ds: dict(pl_module.test_scores(i)) if hasattr(pl_module, "test_scores") else {}
+                         for i, ds in enumerate(self.dataset_names)}
         for (map_name, dataset), metric in self.metrics.items():
             if self.counts[dataset] == 0:
                 raise RuntimeError(f"test set {dataset!r} produced no batch: nothing to score")
             values = metric.compute()  # reduces states across processes
+            values.update(method_scores.get(dataset, {}))
             if (map_name, dataset) in self.segmentation_metrics:
                 values.update({k: float(v) for k, v in self.segmentation_metrics[(map_name, dataset)].compute().items()})
             self.results.setdefault(map_name, {})[dataset] = values
