@@ -86,7 +86,9 @@ scikit-image's, which merges on a strictly smaller edge weight (the reference
 code: smaller or equal) and orders equal edge weights differently.  On the 20
 SOD photos of sod300 the maps correlate with the C++ port's at mean r = 0.957
 (OpenCV 4.6 L*a*b*) and r = 0.9999 when the port is given scikit-image's L*a*b*
-formula (``benchmarks/compare_rc_port.py``).
+formula (``benchmarks/compare_rc_port.py``).  The extra post-processing of the
+authors' later TPAMI release (border regions, smoothing by histogram and by
+region) is not part of RC as Sec. 3.2 describes it and is not implemented.
 """
 
 from __future__ import annotations
