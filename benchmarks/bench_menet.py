@@ -2,11 +2,12 @@
 
     .venv/bin/python benchmarks/bench_menet.py [--device cuda] [--repeats 5] [--json out.json]
 
-The model is ``configs/model/menet.yaml`` (the paper configuration: 52 layers, 13 scales) built for 224 px, plus
-``configs/model/menet_small.yaml`` at 64 px (the CPU configuration quickstart trains). Inference is
+The model is ``configs/model/menet.yaml`` (the authors' released network: 13 scales, 184,959,166 parameters,
+72 conv/deconv layers, 47 on the trunk's main path) built for 224 px, plus ``configs/model/menet_small.yaml`` at
+64 px (the same network at width 4, 790,866 parameters: the CPU configuration quickstart trains). Inference is
 ``saliency_maps`` (network, CE map and the metric-space map of Eq. 5) under ``torch.inference_mode``; a training
-step is forward + L_ML + L_CE with hard-negative mining + backward + SGD step, on random images and random
-blob masks. Each figure is the median of ``--repeats`` timed runs after warm-up (CUDA timings synchronise).
+step is forward + L_ML + L_CE with the authors' hard-negative mining + backward + SGD step, on random images and
+random blob masks. Each figure is the median of ``--repeats`` timed runs after warm-up (CUDA timings synchronise).
 The paper reports 0.086 s per image on its GPU (Sec. IV).
 """
 

@@ -1,9 +1,12 @@
-"""MEnet loss (paper 003, Eqs. 1-4) and hard-negative mining; the two saliency maps (Eq. 5)."""
+"""MEnet loss (paper 003, Eqs. 1-4) and hard-negative mining as the authors' layers/pyloss.py does it (ranking by
+L_ML only, L_ML mined, CE over every pixel, both over the full pixel count, constant means in the backward); the
+earlier kept-set mean as an option; the two saliency maps (Eq. 5)."""
 
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from salseg.methods.menet.loss import MEnetLoss, hard_negative_mask, metric_terms
 from salseg.methods.menet.saliency import ce_saliency, metric_saliency
@@ -33,11 +36,13 @@ def test_metric_loss_unnormalised_by_hand():
     assert plain["L_ML"].item() == pytest.approx(-1.0)  # (-1 + 3 - 1 - 5) / 4
     assert plain["L_CE"].item() == pytest.approx(math.log(2))
     assert plain["loss"].item() == pytest.approx(-1.0 + math.log(2))
-    # mining: 1 salient pixel -> keep it + the hardest background pixel (pixel 1: m + ce = 3 + ln 2)
+    # mining: 1 salient pixel -> keep it + the hardest background pixel (pixel 1, m = 3); authors: / all 4 pixels
     mined = MEnetLoss(normalize=False, mining=True)(logits, f, y)
-    assert mined["L_ML"].item() == pytest.approx(1.0)  # (-1 + 3) / 2
-    assert mined["loss"].item() == pytest.approx(1.0 + math.log(2))
+    assert mined["L_ML"].item() == pytest.approx((-1 + 3) / 4)
+    assert mined["loss"].item() == pytest.approx(0.5 + math.log(2))
     assert mined["kept"].tolist() == [2.0]
+    kept_mean = MEnetLoss(normalize=False, mining=True, mining_loss="kept_mean")(logits, f, y)
+    assert kept_mean["L_ML"].item() == pytest.approx((-1 + 3) / 2)
 
 
 def test_metric_loss_normalised_by_hand():
@@ -48,7 +53,7 @@ def test_metric_loss_normalised_by_hand():
     assert m[0].tolist() == pytest.approx([-8 / 9, -16 / 9, -16 / 9, 8 / 9], abs=1e-6)
     logits = torch.zeros(1, 2, 2, 2)
     assert MEnetLoss(mining=False)(logits, f, y)["L_ML"].item() == pytest.approx(-8 / 9, abs=1e-6)
-    # mining keeps pixel 0 and the hardest negative, pixel 3: (-8/9 + 8/9) / 2 = 0
+    # mining keeps pixel 0 and the hardest negative, pixel 3: (-8/9 + 8/9) / 4 = 0
     assert MEnetLoss(mining=True)(logits, f, y)["L_ML"].item() == pytest.approx(0.0, abs=1e-6)
 
 
@@ -128,28 +133,89 @@ def test_mining_ratio_must_be_positive():
         MEnetLoss(mining_ratio=0)
 
 
-def test_mining_score_choices_pick_different_pixels():
+def _ranking_case(ce_on_pixel_3: float = 10.0):
+    """f = [1, 0, 2, 4] (C = 1, unnormalised), salient = pixel 0: m = [-1, 3, -1, -5]. Pixel 3 (background) is
+    called salient with logit margin 10: ce_3 = softplus(10) ~ 10.00005, the other pixels ln 2. The hardest
+    background pixel is pixel 1 by m alone (3 > -1 > -5) but pixel 3 by m + ce (5.00005 > 3.69 > -0.31)."""
     f, y = _img([[1, 0, 2, 4]]), _mask([1, 0, 0, 0])
     logits = torch.zeros(1, 2, 2, 2)
-    logits[0, 1, 1, 1] = 5.0  # pixel 3 (background) is confidently called salient: the hardest by CE
+    logits[0, 1, 1, 1] = ce_on_pixel_3
+    return f, y, logits
+
+
+def test_authors_mining_ranks_by_the_metric_term_only():
+    f, y, logits = _ranking_case()
+    ce = [math.log(2)] * 3 + [F.softplus(torch.tensor(10.0)).item()]
+    out = MEnetLoss(normalize=False)(logits, f, y)  # defaults: pyloss.py
+    assert out["L_ML"].item() == pytest.approx((-1 + 3) / 4)  # pixels 0 and 1, over all 4 pixels
+    assert out["L_CE"].item() == pytest.approx(sum(ce) / 4)  # every pixel, the unmined pixel 3 included
+    assert out["loss"].item() == pytest.approx(0.5 + sum(ce) / 4)
+    total = MEnetLoss(normalize=False, mining_score="total")(logits, f, y)
+    assert total["L_ML"].item() == pytest.approx((-1 - 5) / 4)  # pixels 0 and 3
     by_ce = MEnetLoss(normalize=False, mining_score="ce")(logits, f, y)
-    by_ml = MEnetLoss(normalize=False, mining_score="ml")(logits, f, y)
-    assert by_ce["L_ML"].item() == pytest.approx((-1 - 5) / 2)  # keeps pixels 0 and 3
-    assert by_ml["L_ML"].item() == pytest.approx((-1 + 3) / 2)  # keeps pixels 0 and 1
+    assert by_ce["L_ML"].item() == pytest.approx((-1 - 5) / 4)
+    earlier = MEnetLoss(normalize=False, mining_score="total", mining_loss="kept_mean")(logits, f, y)
+    assert earlier["L_ML"].item() == pytest.approx((-1 - 5) / 2)  # salseg's earlier loss: both terms on the kept set
+    assert earlier["L_CE"].item() == pytest.approx((ce[0] + ce[3]) / 2)
+
+
+def test_authors_ce_covers_every_pixel_and_metric_only_the_mined_ones():
+    f, y, logits = _ranking_case()
+    f, logits = f.requires_grad_(), logits.requires_grad_()
+    MEnetLoss(normalize=False)(logits, f, y)["loss"].backward()
+    # CE gradient (softmax - onehot) / P at every pixel: the unmined pixels 2 and 3 get it too
+    assert (logits.grad[0, 1].flatten().abs() > 0).all()
+    assert logits.grad[0, 1].flatten()[2].item() == pytest.approx(0.5 / 4)  # p_fg = 1/2, y = 0
+    # metric gradient (means constant): 2 (mean_other - mean_own) / P on the kept pixels 0 and 1 only
+    # mean_+ = 1, mean_- = 2: pixel 0: 2 (2 - 1) / 4; pixel 1: 2 (1 - 2) / 4
+    assert f.grad.flatten().tolist() == pytest.approx([0.5, -0.5, 0.0, 0.0])
+    f2, logits2 = f.detach().requires_grad_(), logits.detach().requires_grad_()
+    MEnetLoss(normalize=False, mining_loss="kept_mean", metric_grad="autograd")(logits2, f2, y)["loss"].backward()
+    assert logits2.grad[0, 1].flatten()[2].item() == 0.0  # the kept-set loss ignores unmined pixels' CE
+    assert f2.grad.flatten()[2].item() != 0.0  # autograd: pixel 2 still moves the background mean
+
+
+def test_authors_metric_gradient_passes_the_normalisation_straight_through():
+    # f = (1,0), (0,1), (0,2), (3,0) -> normalised (1,0), (0,1), (0,1), (1,0); salient = pixel 0
+    # mean_+ = (1,0), mean_- = (1/3, 2/3); m = [-8/9, -16/9, -16/9, 8/9]: mining keeps pixels 0 and 3
+    f = _img([[1, 0, 0, 3], [0, 1, 2, 0]]).requires_grad_()
+    y = _mask([1, 0, 0, 0])
+    out = MEnetLoss()(torch.zeros(1, 2, 2, 2), f, y)
+    assert out["L_ML"].item() == pytest.approx((-8 / 9 + 8 / 9) / 4, abs=1e-6)
+    out["loss"].backward()
+    g = f.grad[0].reshape(2, 4).T  # (pixel, channel)
+    # pixel 0: 2 (mean_- - mean_+) / 4 = (-1/3, 1/3); pixel 3: the opposite -- NOT divided by ||f_3|| = 3
+    assert g.flatten().tolist() == pytest.approx([-1 / 3, 1 / 3, 0, 0, 0, 0, 1 / 3, -1 / 3], abs=1e-6)
+    f2 = f.detach().requires_grad_()
+    MEnetLoss(metric_grad="autograd")(torch.zeros(1, 2, 2, 2), f2, y)["loss"].backward()
+    assert not torch.allclose(f2.grad, f.grad, atol=1e-3)
+
+
+def test_mining_and_gradient_options_are_checked():
+    with pytest.raises(ValueError, match="mining_loss must be one of"):
+        MEnetLoss(mining_loss="mean")
+    with pytest.raises(ValueError, match="metric_grad must be one of"):
+        MEnetLoss(metric_grad="exact")
 
 
 # ------------------------------------------------------------------------------------------ degenerate masks
 @pytest.mark.parametrize("value", [0.0, 1.0])
 @pytest.mark.parametrize("normalize", [True, False])
-def test_one_class_masks_give_finite_loss_and_gradients(value, normalize):
+@pytest.mark.parametrize("mining_loss", ["authors", "kept_mean"])
+def test_one_class_masks_give_finite_loss_and_gradients(value, normalize, mining_loss):
     torch.manual_seed(0)
     f = torch.randn(2, 16, 8, 8, requires_grad=True)
     logits = torch.randn(2, 2, 8, 8, requires_grad=True)
     y = torch.full((2, 1, 8, 8), value)
-    out = MEnetLoss(normalize=normalize)(logits, f, y)
+    out = MEnetLoss(normalize=normalize, mining_loss=mining_loss)(logits, f, y)
     assert all(torch.isfinite(out[k]).all() for k in ("loss", "L_ML", "L_CE"))
-    assert out["kept"].tolist() == [64.0, 64.0]  # nothing to balance: every pixel kept
-    assert out["L_ML"].item() >= 0  # only the pull-to-own-centre term is left
+    if mining_loss == "authors":  # pyloss.py: no minority, k = 0 -> no L_ML pixel; CE still on all 64
+        assert out["kept"].tolist() == [0.0, 0.0] and out["L_ML"].item() == 0.0
+        ce = F.cross_entropy(logits, y[:, 0].long())
+        assert out["L_CE"].item() == pytest.approx(ce.item(), rel=1e-5)
+    else:
+        assert out["kept"].tolist() == [64.0, 64.0]  # nothing to balance: every pixel kept
+        assert out["L_ML"].item() >= 0  # only the pull-to-own-centre term is left
     out["loss"].backward()
     assert torch.isfinite(f.grad).all() and torch.isfinite(logits.grad).all()
 

@@ -68,7 +68,7 @@ def test_channels_last_gives_the_same_maps():
     nchw = MEnet(**TINY, channels_last=False).eval()
     nhwc = MEnet(**TINY, channels_last=True).eval()
     nhwc.load_state_dict(nchw.state_dict())
-    assert nhwc.net.encoder[0].down[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert nhwc.net.trunk.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
     batch = _batch(n=2)
     with torch.no_grad():
         a, b = nchw.test_step(batch, 0), nhwc.test_step(batch, 0)
@@ -78,8 +78,8 @@ def test_channels_last_gives_the_same_maps():
 
 def test_a_few_sgd_steps_reduce_the_loss():
     torch.manual_seed(0)
-    model = MEnet(**TINY, lr=0.05)
-    opt = model.configure_optimizers()["optimizer"]
+    model = MEnet(**TINY)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     batch = _batch()
     losses = []
     for _ in range(12):
@@ -122,7 +122,7 @@ def test_composed_configs_build_through_the_registry():
     spec = OmegaConf.to_container(cfg, resolve=True)["model"]
     model = registry.build_model(spec)
     assert isinstance(model, MEnet) and model.hparams.image_size == 32  # follows data.image_size
-    assert model.describe()["layers"] == 52 and model.describe()["scales"] == 13
+    assert model.describe()["architecture"] == "authors" and model.describe()["scales"] == 13
     with pytest.raises(ValueError, match="multiple of 2\\^\\(depth-1\\)"):
         registry.build_model(OmegaConf.to_container(compose("menet_shapes", ["data.image_size=48"]),
                                                     resolve=True)["model"])
@@ -134,6 +134,28 @@ def test_composed_configs_build_through_the_registry():
     for overrides in variants.values():
         spec = OmegaConf.to_container(compose("menet_shapes", overrides + ["data.image_size=32"]), resolve=True)
         assert isinstance(registry.build_model(spec["model"]), MEnet)
+
+
+def test_config_defaults_are_the_authors():
+    """configs/model/menet.yaml = the module's defaults = the authors' network and pyloss.py; menet_small is the
+    same network at width 4 (790,866 parameters at 64 px, as its comment says)."""
+    import inspect
+
+    spec = OmegaConf.to_container(OmegaConf.load("configs/model/menet.yaml"))
+    defaults = {k: v.default for k, v in inspect.signature(MEnet.__init__).parameters.items() if k != "self"}
+    assert {"architecture", "upsample", "mining_score", "mining_loss", "metric_grad"} <= set(spec)
+    for key, value in defaults.items():
+        if key in spec and key not in ("image_size", "milestones"):
+            assert spec[key] == value, key
+    assert (spec["architecture"], spec["width"], spec["max_width"], spec["bundle_norm"], spec["upsample"]) == (
+        "authors", 32, 1024, False, "nearest")
+    assert (spec["mining_score"], spec["mining_loss"], spec["metric_grad"]) == ("ml", "authors", "authors")
+    small = OmegaConf.to_container(compose("menet_shapes"), resolve=True)["model"]
+    assert {k: v for k, v in small.items() if k not in ("width", "max_width", "image_size")} == {
+        k: v for k, v in OmegaConf.to_container(OmegaConf.load("configs/model/menet_small.yaml")).items()
+        if k not in ("width", "max_width", "image_size")} | {"lr": 0.05, "weight_decay": 5e-4, "milestones": [1250],
+                                                              "mining": False}
+    assert registry.build_model(small).describe()["params"] == 790_866
 
 
 def test_short_run_writes_both_maps_and_reloads(tmp_path):

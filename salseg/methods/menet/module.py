@@ -1,16 +1,15 @@
 """``MEnet``: the LightningModule of paper 003 (Cai et al., "MEnet: A Metric Expression Network for Salient
 Object Segmentation"), trained from scratch.
 
-Paper configuration (``configs/model/menet.yaml``, the default): 224 x 224 input, depth 6 (13 scales, 52
-layers counted as the paper counts them), width 16 doubling to at most 512 channels, C = 16:
-54,965,190 parameters (measured with :func:`salseg.methods.menet.network.describe`; the paper does not state
-its count). Training (authors' code): SGD lr 0.1, momentum 0.9, weight decay 1e-8, batch 5, lr x0.1 at
-60k / 90k / 100k iterations, 110k iterations.
-
-Choices where the paper is silent (see the network / loss modules): 4-layer blocks = a resampling conv + 3 convs;
-a 4-conv centre block at 1 x 1 makes the 13th block; He ("msra") initialisation; batch norm on the 13-map bundle
-(without it lr 0.1 diverges); the CE conv reads the bundle in parallel with the 16-kernel conv (``ce_from``);
-hard-negative mining ranks the majority pixels by their total per-pixel loss (``mining_score``).
+Default configuration (``configs/model/menet.yaml``): the authors' released network (github.com/scutDACIM/MEnet,
+``model/train.prototxt``; see :mod:`salseg.methods.menet.network`): 224 x 224 input, depth 6 (13 scales),
+pre-activation residual units, width 32 doubling to 1024 channels, f = tanh(BN(conv)) with C = 16:
+184,959,166 parameters, the count the prototxt implies (measured with
+:func:`salseg.methods.menet.network.describe`; the paper does not state one). ``architecture: paper_text`` is
+salseg's earlier reading of the paper text (4-conv blocks to 1 x 1). Training (authors' code): SGD lr 0.1,
+momentum 0.9, weight decay 1e-8, batch 5, lr x0.1 at 60k / 90k / 100k iterations, 110k iterations; loss as
+their ``layers/pyloss.py`` (:mod:`salseg.methods.menet.loss`: mining ranks by L_ML, mines L_ML only, CE over all
+pixels, both over the full pixel count; means and normalisation constant in the backward).
 
 Input sides: a multiple of 2^(depth-1) (224 = 7 * 32 for depth 6, any power of two >= 2^(depth-1)); the model
 is built for one side, ``image_size``, which must equal the data's (the compression to 1 x 1 has a fixed
@@ -27,8 +26,8 @@ import torch
 
 from salseg.validation import one_of
 
-from .loss import MINING_SCORES, VARIANTS, MEnetLoss
-from .network import MEnetNetwork, describe
+from .loss import METRIC_GRADS, MINING_LOSSES, MINING_SCORES, VARIANTS, MEnetLoss
+from .network import ARCHITECTURES, UPSAMPLES, MEnetNetwork, describe
 from .saliency import ce_saliency, metric_saliency
 
 __all__ = ["MEnet"]
@@ -51,20 +50,24 @@ class MEnet(L.LightningModule):
         self,
         image_size: int = 224,
         depth: int = 6,
-        width: int = 16,
-        max_width: int = 512,
+        architecture: str = "authors",
+        width: int = 32,
+        max_width: int = 1024,
         feature_dim: int = 16,
         scale_channels: int = 1,
         head_kernel: int = 3,
         normalize_input: bool = True,
-        bundle_norm: bool = True,
+        bundle_norm: bool = False,
         ce_from: str = "bundle",
+        upsample: str = "nearest",
         variant: str = "menet",
         lambda_ce: float = 1.0,
         normalize_features: bool = True,
         mining: bool = True,
-        mining_score: str = "total",
+        mining_score: str = "ml",
         mining_ratio: float = 1.0,
+        mining_loss: str = "authors",
+        metric_grad: str = "authors",
         lr: float = 0.1,
         momentum: float = 0.9,
         weight_decay: float = 1e-8,
@@ -78,6 +81,10 @@ class MEnet(L.LightningModule):
         super().__init__()
         one_of("model.variant", variant, VARIANTS)
         one_of("model.mining_score", mining_score, MINING_SCORES)
+        one_of("model.mining_loss", mining_loss, MINING_LOSSES)
+        one_of("model.metric_grad", metric_grad, METRIC_GRADS)
+        one_of("model.architecture", architecture, ARCHITECTURES)
+        one_of("model.upsample", upsample, UPSAMPLES)
         one_of("model.optimizer", optimizer, OPTIMIZERS)
         one_of("model.schedule", schedule, SCHEDULES)
         if not 0 < float(warmup) < 1:
@@ -88,14 +95,16 @@ class MEnet(L.LightningModule):
         self.net = MEnetNetwork(image_size=image_size, depth=depth, width=width, max_width=max_width,
                                 feature_dim=feature_dim, scale_channels=scale_channels, head_kernel=head_kernel,
                                 multiscale=variant != "ce_plain", normalize_input=normalize_input,
-                                bundle_norm=bundle_norm, ce_from=ce_from)
+                                bundle_norm=bundle_norm, ce_from=ce_from, architecture=architecture,
+                                upsample=upsample)
         self.criterion = MEnetLoss(variant=variant, lambda_ce=lambda_ce, normalize=normalize_features,
-                                   mining=mining, mining_score=mining_score, mining_ratio=mining_ratio)
+                                   mining=mining, mining_score=mining_score, mining_ratio=mining_ratio,
+                                   mining_loss=mining_loss, metric_grad=metric_grad)
         if channels_last:  # NHWC: oneDNN's and cuDNN's fast layout (measured ~17% per CPU training step, 64 px)
             self.net = self.net.to(memory_format=torch.channels_last)
 
     def describe(self) -> dict:
-        """Parameter count, paper layer count (52 for the paper configuration), number of scales."""
+        """Parameter count, layer counts, number of scales (:func:`~salseg.methods.menet.network.describe`)."""
         return describe(self.net)
 
     def forward(self, images: torch.Tensor) -> dict:
