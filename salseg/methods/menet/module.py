@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 
+from salseg.schedules import module_milestones
 from salseg.validation import one_of
 
 from .loss import METRIC_GRADS, MINING_LOSSES, MINING_SCORES, VARIANTS, MEnetLoss
@@ -73,6 +74,7 @@ class MEnet(L.LightningModule):
         weight_decay: float = 1e-8,
         milestones: Sequence[int] = (60000, 90000, 100000),
         gamma: float = 0.1,
+        schedule_batch: int | None = None,
         optimizer: str = "sgd",
         schedule: str = "multistep",
         warmup: float = 0.15,
@@ -150,15 +152,19 @@ class MEnet(L.LightningModule):
         return self.saliency_maps(batch["image"])
 
     def configure_optimizers(self):
-        """The paper's SGD + step decay (``milestones`` in optimiser steps); or Adam, and/or a one-cycle schedule
-        over the run (``warmup`` = rising fraction), for short CPU runs from scratch (``menet_shapes``)."""
+        """The paper's SGD + step decay (``milestones`` in iterations of ``schedule_batch`` images); or Adam,
+        and/or a one-cycle schedule over the run (``warmup`` = rising fraction), for short CPU runs from scratch
+        (``menet_shapes``)."""
         hp = self.hparams
         if hp.optimizer == "sgd":
             opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         else:
             opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.schedule == "multistep":
-            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
+            # milestones are iterations of schedule_batch images on one process (the authors': 5), converted to
+            # this run's optimiser steps so that devices x batch changes nothing in images seen (salseg.schedules)
+            milestones = module_milestones(self, hp.milestones, hp.get("schedule_batch"))
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=hp.gamma)
         else:
             total = int(self.trainer.estimated_stepping_batches)
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=max(total, 2),
