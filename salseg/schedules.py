@@ -43,8 +43,11 @@ def steps_for_run(milestones: Sequence[int], *, world_size: int = 1, batch_size:
 
 
 def module_milestones(module, milestones: Sequence[int], schedule_batch: int | None = None) -> list[int]:
-    """:func:`steps_for_run` with the world size, accumulation and batch size of ``module``'s trainer."""
-    trainer = module.trainer
+    """:func:`steps_for_run` with the world size, accumulation and batch size of ``module``'s trainer (a module
+    not attached to a trainer gets ``milestones`` as they are: one process)."""
+    trainer = getattr(module, "_trainer", None)
+    if trainer is None:
+        return [int(m) for m in milestones]
     dm = getattr(trainer, "datamodule", None)
     return steps_for_run(milestones, world_size=trainer.world_size, batch_size=getattr(dm, "batch_size", None),
                          accumulate=int(getattr(trainer, "accumulate_grad_batches", 1) or 1),

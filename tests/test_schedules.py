@@ -42,7 +42,7 @@ def test_gd_classifier_milestones_follow_the_world_size():
     hp = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "milestones": [100, 300],
           "gamma": 0.1}
     hp = SimpleNamespace(**hp, get=hp.get)
-    module = SimpleNamespace(trainer=SimpleNamespace(world_size=4, accumulate_grad_batches=1,
+    module = SimpleNamespace(_trainer=SimpleNamespace(world_size=4, accumulate_grad_batches=1,
                                                      datamodule=SimpleNamespace(batch_size=32)))
     out = optimizer_with_milestones([{"params": [torch.nn.Parameter(torch.zeros(1))]}], hp, module)
     assert sorted(out["lr_scheduler"]["scheduler"].milestones) == [25, 75]
