@@ -31,7 +31,7 @@ def checkpoint_kind(path: Path) -> str:
                                       f"a saliency model: {', '.join(SALIENCY_KINDS)}, e.g. runs/menet_shapes/"
                                       f"<timestamp>/checkpoints/last.ckpt)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)  # a path from config: no pickled code
     except Exception as exc:
         raise SaliencyCheckpointError(f"model.saliency_checkpoint {path} is not a readable PyTorch checkpoint "
                                       f"({type(exc).__name__}: {str(exc)[:200]})") from exc
