@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..tracking import write_json_atomic
 from .io import DataError
 
 THUMB = 8
@@ -81,18 +81,6 @@ def _pixel_record(path: Path) -> dict:
     return {"digest": h.hexdigest(), "size": list(arr.shape[:2]), "thumb": thumb.tobytes().hex()}
 
 
-def _write_atomic(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _folder_records(files: Sequence[Path], progress: str | None) -> dict[Path, dict]:
     """Pixel records of ``files`` (all in one folder), through that folder's cache file."""
     folder = files[0].parent.resolve()
@@ -125,7 +113,7 @@ def _folder_records(files: Sequence[Path], progress: str | None) -> dict[Path, d
                     bar.update()
         if bar is not None:
             bar.close()
-        _write_atomic(cache, {"folder": str(folder), **cached})
+        write_json_atomic(cache, {"folder": str(folder), **cached})
     return out
 
 
