@@ -7,8 +7,8 @@ from salseg.methods.dcsp.attention import (
     AttentionNet,
     multilabel_loss,
     multiscale_attention,
-    trunk_of,
 )
+from salseg.backbones import build_trunk
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -55,6 +55,4 @@ def test_multiscale_attention_is_image_sized_and_normalised():
 
 def test_a_backbone_without_a_trunk_is_named():
     with pytest.raises(ValueError, match="backbone 'vit_b_16': no convolutional trunk"):
-        import torchvision
-
-        trunk_of(torchvision.models.vit_b_16(), "vit_b_16")
+        build_trunk("vit_b_16", None, 32)

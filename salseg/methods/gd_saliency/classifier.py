@@ -4,10 +4,11 @@
 * CNN2: N "masked" classes, trained on masked images only (the object pixels replaced by a fill colour).
 * CNN3: 2N outputs, trained on both: an original image is class l, its masked version class N + l.
 
-Any torchvision classification backbone by name (``torchvision.models.get_model``), its last linear layer replaced
-by one with the outputs above. Weights (``weights``): ``imagenet`` loads torchvision's ImageNet weights from the
-torch hub cache (never downloads: a missing file is an error that names where to put it), a path loads a state
-dict saved from the same architecture, and ``null`` trains from scratch -- only when the config says so.
+Any backbone ``salseg.backbones`` builds (torchvision or timm classifiers by name, the suite's ``mini_vgg``), its
+last linear layer replaced by one with the outputs above. Weights (``weights``): ``lite0_imagenet`` (EfficientNet-
+Lite0's ImageNet weights, installed with the suite), ``imagenet`` (the library's weights from its cache; never
+downloaded: a missing file is an error that names where to put it), a path to a state dict of the same
+architecture, or ``null`` (from scratch) -- only when the config says so.
 
 Fine-tune strategies of paper 001 (Sec. 4.1, Table 1), ``finetune``: ``all`` (every layer, one learning rate),
 ``all_boost_last`` (every layer, the new last layer at ``head_lr_mult`` x the rate), ``last`` (only the new last
@@ -36,6 +37,7 @@ from salseg.backbones import (  # noqa: F401  (re-exported: the classifiers' wei
     WeightsNotFound,
     build_backbone,
     hub_weights_file,
+    input_normalization,
 )
 from salseg.data.masking import dataset_mean_colour, mask_objects, masking_region
 from salseg.schedules import module_milestones
@@ -60,13 +62,15 @@ def replace_last_linear(model: nn.Module, n_outputs: int) -> str:
 
 
 class ImageClassifier(nn.Module):
-    """Backbone with ImageNet input normalisation inside: images in [0, 1] -> logits (the GD generator's input)."""
+    """Backbone with its input normalisation inside (``salseg.backbones.input_normalization``: ImageNet's mean / std
+    for torchvision models, [-1, 1] for EfficientNet-Lite0): images in [0, 1] -> logits (the GD generator's input)."""
 
-    def __init__(self, backbone: nn.Module):
+    def __init__(self, backbone: nn.Module, mean: tuple[float, ...] = IMAGENET_MEAN,
+                 std: tuple[float, ...] = IMAGENET_STD):
         super().__init__()
         self.backbone = backbone
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone((images - self.mean) / self.std)
@@ -104,7 +108,12 @@ def build_classifier(cnn: str, num_classes: int, backbone: str, weights: str | N
     """(classifier with CNN1 / CNN2's N or CNN3's 2N outputs, the module path of its new last layer)."""
     net = build_backbone(backbone, weights)
     head_path = replace_last_linear(net, 2 * int(num_classes) if cnn == "CNN3" else int(num_classes))
-    return ImageClassifier(net), head_path
+    return ImageClassifier(net, *input_normalization(backbone)), head_path
+
+
+def pretrained_classifier(backbone: str, weights: str | None) -> ImageClassifier:
+    """The backbone's own classifier (ImageNet's 1000 classes), nothing replaced: ``finetune: none``."""
+    return ImageClassifier(build_backbone(backbone, weights), *input_normalization(backbone))
 
 
 def freeze_all_but_head(net: nn.Module, head: nn.Module) -> None:

@@ -38,13 +38,12 @@ from salseg.validation import one_of
 from .classifier import (
     FINETUNE,
     OPTIMIZERS,
-    ImageClassifier,
-    build_backbone,
     build_classifier,
     cnn_inputs,
     finetune_groups,
     freeze_all_but_head,
     optimizer_with_milestones,
+    pretrained_classifier,
     training_mean_colour,
 )
 from .generator import DIFF_NORMS, GRAD_NORMS, GDSaliency, average_maps, normalize_maps
@@ -120,7 +119,7 @@ class GDSaliencyMethod(L.LightningModule):
         self.head_paths: dict[str, str] = {}
         for cnn in needed:
             if finetune == "none":
-                self.cnns[cnn] = ImageClassifier(build_backbone(backbone, weights))
+                self.cnns[cnn] = pretrained_classifier(backbone, weights)
                 continue
             self.cnns[cnn], self.head_paths[cnn] = build_classifier(cnn, num_classes, backbone, weights)
             if finetune == "last":
