@@ -1,11 +1,14 @@
 """GD saliency speed (paper 001 Table 2 style): seconds per image for gradient descent, SLIC and refinement, and
 batched generation against a per-image loop at the same T.
 
-    .venv/bin/python benchmarks/bench_gd.py [--device cuda] [--size 112] [--batch 16] [--steps 10] [--repeats 3]
+    .venv/bin/python benchmarks/bench_gd.py [--device cuda] [--backbone tf_efficientnet_lite0]
+        [--weights lite0_imagenet] [--size 224] [--batch 8] [--steps 35] [--repeats 2]
 
-The images are the embedded shapes test split at ``--size``. The classifier is torchvision's ResNet-18 (random
-weights: the time does not depend on them) in eval mode behind
-the suite's [0, 1] -> ImageNet normalisation; the cost is paper 001's clamped cost. Batched = ONE forward and
+The images are the embedded shapes test split at ``--size``. The classifier is, by default, the suite's offline
+ImageNet network (EfficientNet-Lite0, ``lite0_imagenet``: the one the real-photo experiment gd_clamped_sod uses) at
+the authors' 224 px and T = 35, in eval mode behind its input normalisation; ``--backbone`` / ``--weights`` take
+any name salseg.backbones builds (``--weights none``: random weights, for backbones with no offline weights). The
+cost is paper 001's clamped cost. Batched = ONE forward and
 backward of the summed cost per step for the whole batch; the loop runs the same generator on one image at a time.
 The gradient baseline (one backward, Captum) is timed too. Each figure is the median of ``--repeats`` timed runs
 after one warm-up (segmentation: one timed run). Segmentation from saliency (paper 002 Sec. 4) is timed per image
@@ -20,7 +23,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torchvision
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -30,7 +32,7 @@ from timing import timed  # benchmarks/timing.py
 
 from salseg.data.shapes import ShapesDataset
 from salseg.methods.gd_saliency import GDSaliency
-from salseg.methods.gd_saliency.classifier import ImageClassifier
+from salseg.methods.gd_saliency.classifier import pretrained_classifier
 from salseg.methods.gd_saliency.gradient import gradient_saliency
 from salseg.methods.gd_saliency.refine import refine, slic_superpixels
 from salseg.methods.gd_saliency.segment import segment_from_saliency
@@ -39,15 +41,18 @@ from salseg.methods.gd_saliency.segment import segment_from_saliency
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--size", type=int, default=112, help="image side (the authors: 224)")
-    ap.add_argument("--batch", type=int, default=16, help="images per batch (the authors: 50)")
-    ap.add_argument("--steps", type=int, default=10, help="GD steps T (the authors: 35)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--backbone", default="tf_efficientnet_lite0", help="any salseg backbone name")
+    ap.add_argument("--weights", default="lite0_imagenet", help="lite0_imagenet | imagenet | a path | none")
+    ap.add_argument("--size", type=int, default=224, help="image side (the authors: 224)")
+    ap.add_argument("--batch", type=int, default=8, help="images per batch (the authors: 50)")
+    ap.add_argument("--steps", type=int, default=35, help="GD steps T (the authors: 35)")
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = ImageClassifier(torchvision.models.resnet18(weights=None)).to(device).eval()
+    weights = None if args.weights == "none" else args.weights
+    model = pretrained_classifier(args.backbone, weights).to(device).eval()
     # real images (the embedded shapes test split): SLIC, refinement and segmentation depend on the content
     shapes = ShapesDataset(split="test", size=args.batch, image_size=args.size)
     x = torch.stack([shapes[i]["image"] for i in range(args.batch)]).to(device)
@@ -79,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         "refine_s_per_image": refinement, "gradient_images_per_s": n / gradient,
         "segmentation_s_per_image": seg, "random_walker_s_per_run": rw,
     }
-    print(f"GD saliency, ResNet-18 at {args.size} px, T = {args.steps}, clamped cost, batch {n}, {device} "
+    figures["backbone"], figures["weights"] = args.backbone, args.weights
+    print(f"GD saliency, {args.backbone} ({args.weights}) at {args.size} px, T = {args.steps}, clamped cost, batch {n}, {device} "
           f"({figures['threads']} threads); median of {args.repeats}")
     print("| stage | figure |\n| --- | ---: |")
     print(f"| GD batched (one backward per step) | {figures['gd_batched_images_per_s']:.2f} images/s |")
