@@ -58,13 +58,20 @@ def metric_bars(table: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
     return path
 
 
-def saliency_grid(images: Sequence[np.ndarray], gts: Sequence[np.ndarray], preds: Sequence[np.ndarray],
-                  path: str | Path, names: Sequence[str] | None = None, title: str = "") -> Path:
-    """Rows of input / ground truth / prediction. Images HxWx3 in [0,1] or uint8, maps HxW."""
+def saliency_grid(images: Sequence[np.ndarray], gts: Sequence[np.ndarray],
+                  preds: Sequence[np.ndarray] | Mapping[str, Sequence[np.ndarray]], path: str | Path,
+                  names: Sequence[str] | None = None, title: str = "") -> Path:
+    """Rows of input / ground truth / prediction(s): ``preds`` is one map per image, or ``{map name: maps}`` for
+    one column per map (e.g. GD's CNN2+3 / CNN1 / gradient side by side). Images HxWx3 in [0,1] or uint8, maps HxW
+    (or HxWx3 colour label maps)."""
+    columns = dict(preds) if isinstance(preds, Mapping) else {"prediction": preds}
     n = len(images)
-    fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n + 0.3), dpi=100, squeeze=False)
+    columns = {k: v for k, v in columns.items() if len(v) >= n}  # a map missing for some images is left out
+    fig, axes = plt.subplots(n, 2 + len(columns), figsize=(2 * (2 + len(columns)), 2 * n + 0.3), dpi=100,
+                             squeeze=False)
     for i in range(n):
-        for j, (arr, label) in enumerate(((images[i], "input"), (gts[i], "GT"), (preds[i], "prediction"))):
+        cells = [(images[i], "input"), (gts[i], "GT")] + [(maps[i], label) for label, maps in columns.items()]
+        for j, (arr, label) in enumerate(cells):
             ax = axes[i, j]
             ax.imshow(arr, cmap=None if arr.ndim == 3 else "gray", vmin=0, vmax=255 if arr.dtype == np.uint8 else 1)
             ax.set_xticks([])

@@ -85,6 +85,7 @@ class SODEvaluation(Callback):
         self.semantic_metrics: dict[tuple[str, str], SemanticSegmentationScores] = {}
         self.map_names: list[str] = []  # in the order the method returns them: the first is the primary map
         self.dataset_names: list[str] = []
+        self.grid: dict[str, dict] = {}  # dataset -> images, gts, names, preds {map name: maps}
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         # Every process writes its own share of the saved maps into rank 0's run directory (processes started
@@ -109,7 +110,7 @@ class SODEvaluation(Callback):
         if self.semantic_maps and not self.class_names:
             raise AttributeError(f"{type(pl_module).__name__} returns semantic maps {sorted(self.semantic_maps)} "
                                  f"but has no class_names (background first)")
-        self.grid: dict[str, dict[str, list]] = {}
+        self.grid = {}
         self.results, self.curves, self.counts = {}, {}, {}
 
     def _metric(self, map_name: str, dataset: str, device):
@@ -168,8 +169,7 @@ class SODEvaluation(Callback):
             self._metric(map_name, dataset, pl_module.device).update(preds, gts)
             if (map_name, dataset) in self.segmentation_metrics:
                 self.segmentation_metrics[(map_name, dataset)].update(preds, gts)
-            if i == 0:
-                self._collect_grid(dataset, batch, preds, gts)
+            self._collect_grid(dataset, batch, map_name, preds, gts, first=i == 0)
             if self.save_maps:
                 self._write_maps(map_name, dataset, batch["name"], preds)
 
@@ -183,22 +183,25 @@ class SODEvaluation(Callback):
         # a list: one map per image, each at its own size (native-size batches)
         labels = labels_at_gt_resolution([o.detach() for o in outputs], gts)
         self._metric(map_name, dataset, pl_module.device).update(labels, gts)
-        if first:
-            palette = plots.label_palette()
-            self._collect_grid(dataset, batch, [palette[p.cpu().numpy()] for p in labels],
-                               [palette[g.cpu().numpy()] for g in gts])
+        palette = plots.label_palette()
+        self._collect_grid(dataset, batch, map_name, [palette[p.cpu().numpy()] for p in labels],
+                           [palette[g.cpu().numpy()] for g in gts], first=first)
         if self.save_maps:
             self._write_maps(map_name, dataset, batch["name"], [p.to(torch.uint8) for p in labels])
 
-    def _collect_grid(self, dataset: str, batch, preds, gts) -> None:
-        g = self.grid.setdefault(dataset, {"images": [], "gts": [], "preds": [], "names": []})
+    def _collect_grid(self, dataset: str, batch, map_name: str, preds, gts, first: bool) -> None:
+        """The first ``grid_size`` test images of ``dataset`` with every map of the run (one grid column each);
+        the first map of a batch adds the images and ground truths, the others their maps for the same images."""
+        g = self.grid.setdefault(dataset, {"images": [], "gts": [], "preds": {}, "names": []})
+        column = g["preds"].setdefault(map_name, [])
         for j in range(len(preds)):
-            if len(g["images"]) >= self.grid_size:
+            if len(column) >= self.grid_size or (not first and len(column) >= len(g["images"])):
                 return
-            g["images"].append(batch["image"][j].detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy())
-            g["gts"].append(np.asarray(gts[j].cpu() if isinstance(gts[j], torch.Tensor) else gts[j]))
-            g["preds"].append(np.asarray(preds[j].cpu() if isinstance(preds[j], torch.Tensor) else preds[j]))
-            g["names"].append(batch["name"][j])
+            if first:
+                g["images"].append(batch["image"][j].detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy())
+                g["gts"].append(np.asarray(gts[j].cpu() if isinstance(gts[j], torch.Tensor) else gts[j]))
+                g["names"].append(batch["name"][j])
+            column.append(np.asarray(preds[j].cpu() if isinstance(preds[j], torch.Tensor) else preds[j]))
 
     def _write_maps(self, map_name: str, dataset: str, names, preds) -> None:
         from PIL import Image
@@ -271,7 +274,7 @@ class SODEvaluation(Callback):
             if g["images"]:
                 images[f"grid_{dataset}"] = plots.saliency_grid(
                     g["images"], g["gts"], g["preds"], plot_dir / f"grid_{dataset}.png", names=g["names"],
-                    title=f"{dataset}: input / GT / {primary}",
+                    title=f"{dataset}: input / GT / " + " / ".join(g["preds"]),
                 )
         if self.log_images:
             _log_to_wandb(trainer, images, curves)
