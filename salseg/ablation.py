@@ -88,9 +88,14 @@ def _run_and_compare(kind: str, name: str, plan: list[Variant], extra_overrides:
         if map_name not in result.metrics:
             raise ConfigError(f"{kind} {name}, variant {v.name!r}: the run made no map {map_name!r}; it made "
                               f"{list(result.metrics)}")
-        rows[v.name] = result.metrics[map_name]
-        for dataset, c in result.curves.get(map_name, {}).items():
-            curves[f"{v.name} ({dataset})" if len(result.curves.get(map_name, {})) > 1 else v.name] = c["pr"]
+        # an ablation row is one map of its run; a comparison shows every map an entry made (GD's CNN2+3, CNN1
+        # and gradient maps; raw / smoothed / refined), as rows "<entry>: <map>" after the primary one
+        shown = [map_name] if kind == "ablation" else list(result.metrics)
+        for m in shown:
+            label = v.name if m == map_name else f"{v.name}: {m}"
+            rows[label] = result.metrics[m]
+            for dataset, c in result.curves.get(m, {}).items():
+                curves[f"{label} ({dataset})" if len(result.curves.get(m, {})) > 1 else label] = c["pr"]
         run_dirs[v.name] = str(result.run_dir)
     base = plan[0].experiment
     out = Path(runs_dir or compose(base, list(extra_overrides)).runs_dir) / out_subdir / stamp

@@ -181,3 +181,32 @@ def test_gd_voc_folds_runs_the_five_folds_that_partition_val(tmp_path):
         dm.check_overlap()  # the fold's training images never include its test images
         tests.append(dm.test_datasets[0].names)
     assert sorted(n for t in tests for n in t) == sorted(VAL)
+
+
+def test_a_comparison_shows_every_map_of_an_entry(tmp_path, monkeypatch):
+    # the quickstart's GD entry makes CNN2+3, CNN1 and gradient maps: each is a row "<entry>: <map>", the primary
+    # map's row keeps the entry's name
+    import torch
+
+    import salseg.config as config
+    from salseg.backbones import MiniVGG
+
+    torch.save(MiniVGG().state_dict(), tmp_path / "mini.pth")
+    exp_dir = tmp_path / "experiments"
+    exp_dir.mkdir()
+    (exp_dir / "gd_none.yaml").write_text(
+        "defaults: {data: shapes, model: gd_saliency, trainer: cpu, logger: csv}\n"
+        "data: {train: null, val: null, test: {shapes: {dataset: shapes, split: test, size: 3}}, image_size: 32,\n"
+        "       num_workers: 0}\n"
+        f"model: {{num_classes: 1000, backbone: mini_vgg, weights: {tmp_path / 'mini.pth'}, finetune: none,\n"
+        "        maps: [clamped, gradient], cost_steps: 2}\n")
+    (exp_dir / "rc.yaml").write_text("defaults: {data: shapes, model: region_contrast, trainer: cpu, logger: csv}\n")
+    (exp_dir / "both.yaml").write_text("compare: [gd_none, rc]\noverrides: {data.test.shapes.size: 3}\n")
+    monkeypatch.setattr(config, "EXPERIMENT_DIR", exp_dir)
+    assert main(["run", "both", "data.num_workers=0", f"runs_dir={tmp_path / 'runs'}"]) == 0
+    (out,) = (tmp_path / "runs" / "both").iterdir()
+    rows = list(csv.DictReader(open(out / "table.csv")))
+    assert [r["method"] for r in rows] == ["gd_none", "gd_none: gradient", "rc"]
+    results = json.loads((out / "results.json").read_text())
+    doc = json.loads(open(f"{results['runs']['gd_none']}/metrics.json").read())
+    assert abs(doc["maps"]["gradient"]["shapes"]["MAE"] - float(rows[1]["MAE"])) < 1e-6
