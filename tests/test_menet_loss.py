@@ -9,7 +9,13 @@ import torch
 import torch.nn.functional as F
 
 from salseg.methods.menet.loss import MEnetLoss, hard_negative_mask, metric_terms
-from salseg.methods.menet.saliency import ce_saliency, metric_saliency
+from salseg.methods.menet.saliency import (
+    authors_metric_saliency,
+    border_band,
+    ce_saliency,
+    metric_saliency,
+    sequential_two_clusters,
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -262,3 +268,56 @@ def test_saliency_batched_equals_per_image_shapes_range():
         assert torch.allclose(metric_saliency(f[i:i + 1], p[i:i + 1]), s[i:i + 1], atol=1e-6)
         assert torch.allclose(ce_saliency(logits[i:i + 1]), p[i:i + 1])
     assert s.flatten(1).amax(1).tolist() == pytest.approx([1, 1, 1])  # min-max normalised per image
+
+
+def test_sequential_two_clusters_by_hand():
+    """pyloss.py's test-phase clustering: (1,0) starts cluster 1; (0.9,0.1) and (0,1) join it (squared distances
+    0.02 and 1.805 < 2 opens no second cluster); (-1,0) is 2.8 from cluster 1's mean (0.633, 0.367) > 2: cluster 2;
+    the last (0,1) is 0.80 from cluster 1, 2.0 from cluster 2: cluster 1. Cluster 1 (4 samples) is the larger."""
+    samples = torch.tensor([[1.0, 0], [0.9, 0.1], [0, 1], [-1, 0], [0, 1]])
+    assert sequential_two_clusters(samples).tolist() == pytest.approx([1.9 / 4, 2.1 / 4])
+    # the larger cluster wins even when it starts second
+    assert sequential_two_clusters(torch.tensor([[1.0, 0], [-1, 0], [-1, 0]])).tolist() == pytest.approx([-1, 0])
+
+
+def test_authors_metric_readout_uses_border_background_and_squared_distance():
+    """8 x 8 image, 1-pixel border band (20/224 of 8 rounds to 1). Border: feature e0; interior background (CE
+    p < 0.5): e2; the object (p > 0.5): e1. The authors' background mean is e0 (border only), so interior
+    background is as far as the object (squared distance 2 -> 1 after min-max) and the border is 0. Eq. 5 as
+    written averages all CE-background pixels (28 e0 + 32 e2), which puts the border and the interior background
+    between the two."""
+    band = border_band(8, 8)
+    assert band.sum() == 28 and not band[1:7, 1:7].any()
+    f = torch.zeros(1, 16, 8, 8)
+    f[0, 0][band] = 1.0
+    obj = torch.zeros(8, 8, dtype=torch.bool)
+    obj[2:4, 2:4] = True
+    f[0, 1][obj] = 1.0
+    f[0, 2][~band & ~obj] = 1.0
+    p = torch.where(obj, 0.9, 0.1).reshape(1, 1, 8, 8)
+    s = authors_metric_saliency(f, p)[0, 0]
+    assert s[band].tolist() == pytest.approx([0.0] * 28) and s[obj].tolist() == pytest.approx([1.0] * 4)
+    assert s[~band & ~obj].tolist() == pytest.approx([1.0] * 32)
+    paper = metric_saliency(f, p)[0, 0]
+    # mean_b = (28 e0 + 32 e2) / 60: distances 0.754 (border), 0.660 (interior), 1.222 (object) -> min-max
+    assert paper[~band & ~obj].abs().max() < 1e-6 and paper[obj].min() == pytest.approx(1.0)
+    assert paper[band].tolist() == pytest.approx([0.1667] * 28, abs=1e-3)
+    # squared, not the norm: an interior pixel (e0 + e1) / sqrt 2 lies at squared distance 2 - sqrt 2 of e0, so
+    # (2 - sqrt 2) / 2 after min-max (the norm would give sqrt(2 - sqrt 2) / sqrt 2 = 0.541)
+    f[0, :, 6, 6] = 0.0
+    f[0, 0, 6, 6], f[0, 1, 6, 6] = 1.0, 1.0  # (0.707, 0.707) after normalisation
+    s = authors_metric_saliency(f, p)[0, 0]
+    assert s[6, 6].item() == pytest.approx((2 - 2 ** 0.5) / 2, abs=1e-5)
+
+
+def test_authors_metric_readout_falls_back_to_eq5_without_border_background():
+    torch.manual_seed(3)
+    f = torch.randn(2, 16, 8, 8)
+    p = torch.full((2, 1, 8, 8), 0.9)
+    p[:, :, 3:5, 3:5] = 0.1  # only interior pixels are CE background
+    s = authors_metric_saliency(f, p)
+    fl = f * f.pow(2).sum(1, keepdim=True).rsqrt()
+    mean_b = fl[:, :, 3:5, 3:5].mean((2, 3), keepdim=True)
+    d = (fl - mean_b).pow(2).sum(1, keepdim=True)
+    ref = (d - d.amin((2, 3), keepdim=True)) / (d.amax((2, 3), keepdim=True) - d.amin((2, 3), keepdim=True))
+    assert torch.allclose(s, ref, atol=1e-5) and torch.isfinite(s).all()

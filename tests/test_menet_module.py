@@ -117,6 +117,23 @@ def test_test_step_maps_per_variant():
         MEnet(**TINY, variant="ml")
 
 
+def test_primary_map_and_metric_readout_options():
+    batch = _batch(n=2)
+    torch.manual_seed(0)
+    ce_first = MEnet(**TINY).eval()
+    torch.manual_seed(0)
+    metric_first = MEnet(**TINY, primary_map="metric").eval()
+    a, b = ce_first.test_step(batch, 0), metric_first.test_step(batch, 0)
+    assert list(b) == ["metric", "ce"] and all(torch.equal(a[k], b[k]) for k in a)
+    torch.manual_seed(0)
+    paper = MEnet(**TINY, metric_readout="paper").eval().test_step(batch, 0)
+    assert torch.equal(paper["ce"], a["ce"]) and not torch.allclose(paper["metric"], a["metric"])
+    with pytest.raises(ValueError, match="model.metric_readout"):
+        MEnet(**TINY, metric_readout="eq5")
+    with pytest.raises(ValueError, match="model.primary_map 'metric' needs variant 'menet'"):
+        MEnet(**TINY, variant="ce_only", primary_map="metric")
+
+
 def test_composed_configs_build_through_the_registry():
     cfg = compose("menet_shapes", ["data.image_size=32", "model.width=4", "model.max_width=8"])
     spec = OmegaConf.to_container(cfg, resolve=True)["model"]
@@ -153,8 +170,7 @@ def test_config_defaults_are_the_authors():
     small = OmegaConf.to_container(compose("menet_shapes"), resolve=True)["model"]
     assert {k: v for k, v in small.items() if k not in ("width", "max_width", "image_size")} == {
         k: v for k, v in OmegaConf.to_container(OmegaConf.load("configs/model/menet_small.yaml")).items()
-        if k not in ("width", "max_width", "image_size")} | {"lr": 0.05, "weight_decay": 5e-4, "milestones": [1250],
-                                                              "mining": False}
+        if k not in ("width", "max_width", "image_size")} | {"milestones": [1250]}  # the authors' optimiser + mining
     assert registry.build_model(small).describe()["params"] == 790_866
 
 

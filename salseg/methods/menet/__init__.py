@@ -8,7 +8,7 @@ hard-negative mining (Sec. II-B, III-B); ``saliency``: the CE map and the metric
 from .loss import MEnetLoss, hard_negative_mask, metric_terms
 from .module import MEnet
 from .network import MEnetNetwork, check_input_size, describe
-from .saliency import ce_saliency, metric_saliency
+from .saliency import authors_metric_saliency, ce_saliency, metric_saliency
 
 __all__ = ["MEnet", "MEnetNetwork", "MEnetLoss", "describe", "check_input_size", "metric_terms",
-           "hard_negative_mask", "ce_saliency", "metric_saliency"]
+           "hard_negative_mask", "ce_saliency", "metric_saliency", "authors_metric_saliency"]

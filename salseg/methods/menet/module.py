@@ -13,8 +13,12 @@ pixels, both over the full pixel count; means and normalisation constant in the 
 
 Input sides: a multiple of 2^(depth-1) (224 = 7 * 32 for depth 6, any power of two >= 2^(depth-1)); the model
 is built for one side, ``image_size``, which must equal the data's (the compression to 1 x 1 has a fixed
-kernel). ``test_step`` returns ``{"ce": CE foreground probability, "metric": Eq. 5 map}`` (the PR curves use
+kernel). ``test_step`` returns ``{"ce": CE foreground probability, "metric": metric map}`` (the PR curves use
 the CE map, Sec. III-C); the CE-only variants return only ``ce`` (their f is not trained as a metric space).
+``metric_readout``: ``authors`` (default; their test code, ``layers/pyloss.py``: squared distance to the mean of
+CE-background border pixels, :func:`~salseg.methods.menet.saliency.authors_metric_saliency`) or ``paper`` (Eq. 5
+as written: the distance to the mean over all CE-background pixels). ``primary_map``: which map comes first (the
+one the run is scored and compared by, and the one DCSP takes as its saliency): ``ce`` (default) or ``metric``.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from salseg.validation import one_of
 
 from .loss import METRIC_GRADS, MINING_LOSSES, MINING_SCORES, VARIANTS, MEnetLoss
 from .network import ARCHITECTURES, UPSAMPLES, MEnetNetwork, describe
-from .saliency import ce_saliency, metric_saliency
+from .saliency import authors_metric_saliency, ce_saliency, metric_saliency
 
 __all__ = ["MEnet"]
 
 OPTIMIZERS = ("sgd", "adam")
+METRIC_READOUTS = ("authors", "paper")
+PRIMARY_MAPS = ("ce", "metric")
 SCHEDULES = ("multistep", "onecycle")
 
 
@@ -79,6 +85,8 @@ class MEnet(L.LightningModule):
         schedule: str = "multistep",
         warmup: float = 0.15,
         channels_last: bool = True,
+        metric_readout: str = "authors",
+        primary_map: str = "ce",
     ) -> None:
         super().__init__()
         one_of("model.variant", variant, VARIANTS)
@@ -89,6 +97,11 @@ class MEnet(L.LightningModule):
         one_of("model.upsample", upsample, UPSAMPLES)
         one_of("model.optimizer", optimizer, OPTIMIZERS)
         one_of("model.schedule", schedule, SCHEDULES)
+        one_of("model.metric_readout", metric_readout, METRIC_READOUTS)
+        one_of("model.primary_map", primary_map, PRIMARY_MAPS)
+        if primary_map == "metric" and variant != "menet":
+            raise ValueError(f"model.primary_map 'metric' needs variant 'menet' (the {variant!r} variant trains no "
+                             f"metric space and returns only the 'ce' map)")
         if not 0 < float(warmup) < 1:
             raise ValueError(f"model.warmup must be a fraction in (0, 1) of the run, got {warmup!r}")
         milestones = [int(m) for m in milestones]
@@ -121,7 +134,11 @@ class MEnet(L.LightningModule):
         p_fg = ce_saliency(out["logits"])
         maps = {"ce": p_fg}
         if self.criterion.uses_metric:
-            maps["metric"] = metric_saliency(out["f"], p_fg, normalize=self.hparams.normalize_features)
+            readout = authors_metric_saliency if self.hparams.get("metric_readout", "authors") == "authors" \
+                else metric_saliency
+            maps["metric"] = readout(out["f"], p_fg, normalize=self.hparams.normalize_features)
+            if self.hparams.get("primary_map", "ce") == "metric":
+                maps = {"metric": maps["metric"], "ce": p_fg}
         return maps
 
     # ------------------------------------------------------------------------------------------ Lightning

@@ -8,7 +8,17 @@
   weighted mean sum_j (1 - p_j) f_j / sum_j (1 - p_j) (a soft P_B), and to the plain mean of f when even those
   weights vanish. Features are L2-normalised first when the model was trained that way (the space L_ML shaped).
   Each map is min-max normalised per image (a constant map gives zeros).
-All vectorised over the batch.
+* Metric map as the authors' test code computes it (``layers/pyloss.py``, test phase, which ``testing.py`` runs):
+  :func:`authors_metric_saliency`. Two differences from Eq. 5's text: the distance is SQUARED
+  (``np.sum((f - background_sample) ** 2)``), and the background mean is not taken over all of Omega_B but over
+  pixels of the image border (a 20-pixel band at 224 px) that the CE head labels background (p_fg < 0.5), at
+  most 100 of them, split into two clusters in sequence (a sample joins the second cluster when it is farther
+  from the first cluster's running mean than from the second's; squared distance 2 opens the second), and the
+  larger cluster's mean is the background. The authors draw the 100 samples at random; here they are evenly
+  spaced over the candidates in raster order (deterministic). An image with no such border pixel falls back to
+  Eq. 5's Omega_B (the authors' code would use a zero vector, a constant map for unit-length f).
+Eq. 5 and the CE map are vectorised over the batch; the authors' clustering loops over at most 100 samples per
+image.
 """
 
 from __future__ import annotations
@@ -31,19 +41,71 @@ def minmax_per_image(s: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     return out.reshape_as(s)
 
 
-def metric_saliency(f: torch.Tensor, p_fg: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-    """Eq. 5. ``f`` (B,C,H,W), ``p_fg`` (B,1,H,W) CE foreground probability -> (B,1,H,W) in [0,1]."""
-    b, c = f.shape[:2]
+def _unit(f: torch.Tensor, normalize: bool) -> torch.Tensor:
     f = f.float()
-    if normalize:
-        f = f * f.pow(2).sum(1, keepdim=True).clamp_min(1e-12).rsqrt()
-    fl = f.reshape(b, c, -1)
-    p = p_fg.float().reshape(b, 1, -1)
+    return f * f.pow(2).sum(1, keepdim=True).clamp_min(1e-12).rsqrt() if normalize else f
+
+
+def _background_mean(fl: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Eq. 5's E_{P_B} f: (B,C,P) features, (B,1,P) p_fg -> (B,C) mean over Omega_B (with the fallbacks above)."""
     hard = (p < 0.5).float()  # Omega_B from the CE head
     soft = 1.0 - p
     has_hard = hard.sum(-1) > 0  # (B,1)
     has_soft = soft.sum(-1) > 1e-6
     w = torch.where(has_hard[..., None], hard, torch.where(has_soft[..., None], soft, torch.ones_like(soft)))
-    mean_b = (fl * w).sum(-1) / w.sum(-1)  # (B,C)
+    return (fl * w).sum(-1) / w.sum(-1)
+
+
+def metric_saliency(f: torch.Tensor, p_fg: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    """Eq. 5. ``f`` (B,C,H,W), ``p_fg`` (B,1,H,W) CE foreground probability -> (B,1,H,W) in [0,1]."""
+    b, c = f.shape[:2]
+    f = _unit(f, normalize)
+    fl = f.reshape(b, c, -1)
+    mean_b = _background_mean(fl, p_fg.float().reshape(b, 1, -1))  # (B,C)
     s = (fl - mean_b[..., None]).pow(2).sum(1).sqrt()  # (B,P)
     return minmax_per_image(s.reshape(b, 1, *f.shape[-2:]))
+
+
+def border_band(h: int, w: int, fraction: float = 20 / 224) -> torch.Tensor:
+    """(H,W) bool: the outer band of the image, ``fraction`` of each side wide (authors: 20 px at 224), >= 1 px."""
+    bh, bw = max(1, round(fraction * h)), max(1, round(fraction * w))
+    band = torch.ones(h, w, dtype=torch.bool)
+    band[bh:h - bh, bw:w - bw] = False
+    return band
+
+
+def sequential_two_clusters(samples: torch.Tensor, open_gap: float = 2.0) -> torch.Tensor:
+    """(N,C) samples -> the mean of the larger of two clusters built in sequence as the authors' test code: the
+    first sample starts cluster 1; each later one joins cluster 2 when its squared distance to cluster 1's
+    running mean exceeds that to cluster 2's (``open_gap`` while cluster 2 is empty), else cluster 1. Ties in
+    size keep cluster 1."""
+    sums = [samples[0].clone(), torch.zeros_like(samples[0])]
+    counts = [1, 0]
+    for x in samples[1:]:
+        gap = (x - sums[0] / counts[0]).pow(2).sum()
+        gap1 = (x - sums[1] / counts[1]).pow(2).sum() if counts[1] else open_gap
+        j = 1 if gap > gap1 else 0
+        sums[j] += x
+        counts[j] += 1
+    j = 0 if counts[0] >= counts[1] else 1
+    return sums[j] / counts[j]
+
+
+def authors_metric_saliency(f: torch.Tensor, p_fg: torch.Tensor, normalize: bool = True,
+                            border: float = 20 / 224, max_samples: int = 100) -> torch.Tensor:
+    """The authors' metric map (module docstring): squared distance of f to the background mean of border pixels.
+    ``f`` (B,C,H,W), ``p_fg`` (B,1,H,W) -> (B,1,H,W) in [0,1]."""
+    b, c, h, w = f.shape
+    fl = _unit(f, normalize).reshape(b, c, -1)
+    p = p_fg.float().reshape(b, 1, -1)
+    cand = border_band(h, w, border).to(f.device).reshape(1, -1) & (p[:, 0] < 0.5)  # (B,P)
+    means = _background_mean(fl, p)  # Eq. 5's, the fallback
+    for i in range(b):
+        idx = cand[i].nonzero()[:, 0]
+        if len(idx) == 0:
+            continue
+        if len(idx) > max_samples:
+            idx = idx[torch.linspace(0, len(idx) - 1, max_samples, device=idx.device).round().long()]
+        means[i] = sequential_two_clusters(fl[i][:, idx].T)
+    s = (fl - means[..., None]).pow(2).sum(1)  # (B,P), squared
+    return minmax_per_image(s.reshape(b, 1, h, w))
