@@ -23,6 +23,7 @@ image.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -79,16 +80,21 @@ def sequential_two_clusters(samples: torch.Tensor, open_gap: float = 2.0) -> tor
     first sample starts cluster 1; each later one joins cluster 2 when its squared distance to cluster 1's
     running mean exceeds that to cluster 2's (``open_gap`` while cluster 2 is empty), else cluster 1. Ties in
     size keep cluster 1."""
-    sums = [samples[0].clone(), torch.zeros_like(samples[0])]
-    counts = [1, 0]
-    for x in samples[1:]:
-        gap = (x - sums[0] / counts[0]).pow(2).sum()
-        gap1 = (x - sums[1] / counts[1]).pow(2).sum() if counts[1] else open_gap
+    x = samples.detach().cpu().double().numpy()  # <= 100 x C: numpy is ~20x faster than torch per small op
+    sums, counts = [x[0].copy(), np.zeros_like(x[0])], [1, 0]
+    for v in x[1:]:
+        d = v - sums[0] / counts[0]
+        gap = float(d @ d)
+        if counts[1]:
+            d1 = v - sums[1] / counts[1]
+            gap1 = float(d1 @ d1)
+        else:
+            gap1 = open_gap
         j = 1 if gap > gap1 else 0
-        sums[j] += x
+        sums[j] += v
         counts[j] += 1
     j = 0 if counts[0] >= counts[1] else 1
-    return sums[j] / counts[j]
+    return torch.from_numpy(sums[j] / counts[j]).to(samples)
 
 
 def authors_metric_saliency(f: torch.Tensor, p_fg: torch.Tensor, normalize: bool = True,
