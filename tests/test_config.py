@@ -75,7 +75,7 @@ def test_quickstart_compares_every_method_on_the_same_images():
 
     assert SaliencyDataModule(root="data", test=tests[2]).test_names == ["shapes"]
     gd = compose("gd_shapes", entries["gd_shapes"]).model
-    assert list(gd.maps) == ["CNN2+3", "CNN1"]  # CNN1, CNN2 and CNN3 all trained
+    assert list(gd.maps) == ["CNN2+3", "CNN1", "gradient"]  # CNN1, CNN2 and CNN3 all trained; the baseline
     with pytest.raises(ConfigError, match=r"'quickstart' is a comparison of \['rc_shapes', 'menet_shapes', 'gd_"):
         compose("quickstart")
 
