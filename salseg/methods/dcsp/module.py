@@ -15,7 +15,8 @@ One network (:class:`DCSPNet`: a backbone trunk, a class head and a DeepLab ASPP
    predictions restricted to each image's classes; training continues on them.
 
 The optimiser is the authors' SGD (``optimizer: adam``, AdamW, for networks trained from scratch on a CPU). The
-learning rate follows the poly schedule (power ``poly_power``) within each phase, restarting at ``lr`` (the authors restart it for every stage); the heads get ``head_lr_mult`` x ``lr``. ``freeze_bn`` keeps
+learning rate follows the poly schedule (power ``poly_power``) within each phase, restarting at ``lr`` (the
+authors restart it for every stage); the heads get ``head_lr_mult`` x ``lr``. ``freeze_bn`` keeps
 the trunk's batch norm as pretrained (statistics AND scale/offset: the authors' ``is_training=False`` and their
 exclusion of every ``beta`` / ``gamma`` from the trained variables); the new ASPP head's batch norm trains (the
 authors' head has none).
