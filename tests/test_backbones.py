@@ -41,7 +41,8 @@ def test_names_resolve_to_their_library():
 
 
 def test_an_unknown_timm_name_lists_close_names():
-    with pytest.raises(ValueError, match=r"unknown backbone 'tf_efficientnet_lite00'.*close names: .*tf_efficientnet_lite0"):
+    with pytest.raises(ValueError,
+                       match=r"unknown backbone 'tf_efficientnet_lite00'.*close names: .*tf_efficientnet_lite0"):
         build_backbone("tf_efficientnet_lite00", None)
 
 
@@ -77,7 +78,8 @@ def test_weights_of_another_architecture_name_the_file_and_first_mismatching_key
     with pytest.raises(ValueError, match=rf"{path} is not a state dict of backbone '{LITE0}': first mismatching key "
                                          r"'conv_stem.weight' \(missing from the file\)"):
         build_backbone(LITE0, str(path))
-    with pytest.raises(ValueError, match="lite0_imagenet are EfficientNet-Lite0's .* not weights for backbone 'resnet18'"):
+    with pytest.raises(ValueError,
+                       match="lite0_imagenet are EfficientNet-Lite0's .* not weights for backbone 'resnet18'"):
         build_backbone("resnet18", "lite0_imagenet")
     with pytest.raises(WeightsNotFound, match=f"no file {tmp_path / 'absent.pth'}"):
         build_backbone(LITE0, str(tmp_path / "absent.pth"))

@@ -60,8 +60,9 @@ def library_of(name: str) -> tuple[str, str]:
     bare = name.removeprefix("timm/")
     pool = sorted(_torchvision_names()) + list(timm.list_models()) + list(SUITE_BACKBONES)
     close = difflib.get_close_matches(bare, pool, n=6, cutoff=0.6)
-    raise ValueError(f"unknown backbone {name!r}: neither torchvision, timm nor the suite's ({', '.join(SUITE_BACKBONES)})"
-                     f" has it; close names: {', '.join(close) if close else 'none'}")
+    suite = ", ".join(SUITE_BACKBONES)
+    raise ValueError(f"unknown backbone {name!r}: neither torchvision, timm nor the suite's ({suite}) has it; "
+                     f"close names: {', '.join(close) if close else 'none'}")
 
 
 def input_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
