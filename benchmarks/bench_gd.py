@@ -47,12 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=8, help="images per batch (the authors: 50)")
     ap.add_argument("--steps", type=int, default=35, help="GD steps T (the authors: 35)")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--nchw", action="store_true", help="NCHW classifier (default: channels_last, as model.channels_last)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
     weights = None if args.weights == "none" else args.weights
     model = pretrained_classifier(args.backbone, weights).to(device).eval()
+    if not args.nchw:
+        model.use_channels_last()
     # real images (the embedded shapes test split): SLIC, refinement and segmentation depend on the content
     shapes = ShapesDataset(split="test", size=args.batch, image_size=args.size)
     x = torch.stack([shapes[i]["image"] for i in range(args.batch)]).to(device)
@@ -84,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         "refine_s_per_image": refinement, "gradient_images_per_s": n / gradient,
         "segmentation_s_per_image": seg, "random_walker_s_per_run": rw,
     }
-    figures["backbone"], figures["weights"] = args.backbone, args.weights
-    print(f"GD saliency, {args.backbone} ({args.weights}) at {args.size} px, T = {args.steps}, clamped cost, batch {n}, {device} "
+    figures["backbone"], figures["weights"], figures["layout"] = args.backbone, args.weights, "nchw" if args.nchw else "nhwc"
+    print(f"GD saliency, {args.backbone} ({args.weights}, {figures['layout']}) at {args.size} px, T = {args.steps}, clamped cost, batch {n}, {device} "
           f"({figures['threads']} threads); median of {args.repeats}")
     print("| stage | figure |\n| --- | ---: |")
     print(f"| GD batched (one backward per step) | {figures['gd_batched_images_per_s']:.2f} images/s |")

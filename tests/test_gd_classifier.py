@@ -180,3 +180,23 @@ def test_bad_config_values():
         GDClassifier(cnn="CNN4", **SMALL)
     with pytest.raises(ValueError, match="model.finetune"):
         GDClassifier(finetune="some", **SMALL)
+
+
+def test_channels_last_gives_the_same_logits_and_input_gradient():
+    """model.channels_last: NHWC weights and inputs (faster on CPU for EfficientNet-Lite0 and mini_vgg), the same
+    logits and the same input gradient (the descent's signal) up to float rounding, in the input's own layout."""
+    from salseg.methods.gd_saliency.classifier import pretrained_classifier
+
+    torch.manual_seed(0)
+    nchw = pretrained_classifier("tf_efficientnet_lite0", "lite0_imagenet").eval()
+    nhwc = pretrained_classifier("tf_efficientnet_lite0", "lite0_imagenet").eval().use_channels_last()
+    assert nhwc.backbone.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    grads = []
+    for net in (nchw, nhwc):
+        x = torch.rand(2, 3, 48, 48, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        logits = net(x)
+        logits[:, 3].sum().backward()
+        grads.append((logits.detach(), x.grad))
+    assert torch.allclose(grads[0][0], grads[1][0], atol=1e-4)
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-5, rtol=1e-3)
+    assert grads[1][1].is_contiguous()  # the image keeps NCHW: the maps downstream see no other layout

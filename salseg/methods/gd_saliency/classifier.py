@@ -72,8 +72,18 @@ class ImageClassifier(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
+        self.channels_last = False
+
+    def use_channels_last(self) -> "ImageClassifier":
+        """NHWC weights and inputs (oneDNN's and cuDNN's fast layout; the same logits up to float rounding). The
+        input images keep their layout: the gradient the descent reads comes back in it."""
+        self.backbone.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return self
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.backbone((images - self.mean) / self.std)
+        x = (images - self.mean) / self.std
+        return self.backbone(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)
 
 
 def training_mean_colour(trainer, samples: int) -> torch.Tensor:

@@ -88,7 +88,7 @@ class GDSaliencyMethod(L.LightningModule):
                  compactness: float = 10.0, alpha: float = 0.2, refine_theta: float = 0.2,
                  segment: Sequence[str] = (), seg_runs: int = 100, seg_seeds: int = 50, seg_delta: float = 0.5,
                  seg_seeder: str = "watershed", seg_segments: int = 200, seg_compactness: float = 20.0,
-                 normalize_step: bool | None = None):
+                 channels_last: bool = False, normalize_step: bool | None = None):
         super().__init__()
         maps = [str(m) for m in maps]
         unknown = sorted(set(maps) - set(MAPS))
@@ -124,6 +124,9 @@ class GDSaliencyMethod(L.LightningModule):
             self.cnns[cnn], self.head_paths[cnn] = build_classifier(cnn, num_classes, backbone, weights)
             if finetune == "last":
                 freeze_all_but_head(self.cnns[cnn], self._head(cnn))
+        if channels_last:  # measured for EfficientNet-Lite0: descent x1.3-1.4 at 64 px, x1.2 at 224 px (2 threads)
+            for net in self.cnns.values():
+                net.use_channels_last()
         self.register_buffer("fill_colour", torch.tensor(list(fill) if fill is not None else [float("nan")] * 3,
                                                          dtype=torch.float32))
         self.val_top1 = nn.ModuleDict({
