@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=8, help="images per batch (the authors: 50)")
     ap.add_argument("--steps", type=int, default=35, help="GD steps T (the authors: 35)")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--nchw", action="store_true", help="NCHW classifier (default: channels_last, as model.channels_last)")
+    ap.add_argument("--nchw", action="store_true",
+                    help="NCHW classifier (default: channels_last, as model.channels_last)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -87,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         "refine_s_per_image": refinement, "gradient_images_per_s": n / gradient,
         "segmentation_s_per_image": seg, "random_walker_s_per_run": rw,
     }
-    figures["backbone"], figures["weights"], figures["layout"] = args.backbone, args.weights, "nchw" if args.nchw else "nhwc"
-    print(f"GD saliency, {args.backbone} ({args.weights}, {figures['layout']}) at {args.size} px, T = {args.steps}, clamped cost, batch {n}, {device} "
+    figures.update(backbone=args.backbone, weights=args.weights, layout="nchw" if args.nchw else "nhwc")
+    print(f"GD saliency, {args.backbone} ({args.weights}, {figures['layout']}) at {args.size} px, T = {args.steps}, "
+          f"clamped cost, batch {n}, {device} "
           f"({figures['threads']} threads); median of {args.repeats}")
     print("| stage | figure |\n| --- | ---: |")
     print(f"| GD batched (one backward per step) | {figures['gd_batched_images_per_s']:.2f} images/s |")
