@@ -148,3 +148,21 @@ def test_input_size_and_option_checks():
         MEnetNetwork(image_size=32, depth=4, architecture="resnet")
     with pytest.raises(ValueError, match="model.upsample must be one of"):
         MEnetNetwork(image_size=32, depth=4, upsample="cubic")
+
+
+def test_a_pretrained_encoder_replaces_the_encoder_levels_and_keeps_its_weights():
+    """model.encoder (a departure: paper 003 trains from scratch): timm features at strides 2..32 feed encoder
+    levels 1..5; level 0, the centre, the decoder and the 13-map bundle stay the authors'."""
+    from salseg.backbones import build_backbone
+    from salseg.methods.menet.network import MEnetNetwork
+
+    net = MEnetNetwork(image_size=64, depth=6, width=4, max_width=64, encoder="tf_efficientnet_lite0").eval()
+    lite0 = build_backbone("tf_efficientnet_lite0", "lite0_imagenet")
+    assert torch.equal(net.trunk.features.conv_stem.weight, lite0.conv_stem.weight)  # not re-initialised
+    assert torch.equal(net.trunk.features.blocks[6][0].conv_pwl.weight, lite0.blocks[6][0].conv_pwl.weight)
+    out = net(torch.rand(2, 3, 64, 64))
+    assert out["logits"].shape == (2, 2, 64, 64) and out["f"].shape == (2, 16, 64, 64) and len(out["scales"]) == 13
+    with pytest.raises(ValueError, match="model.encoder 'resnet18': a timm backbone is needed"):
+        MEnetNetwork(image_size=64, depth=6, width=4, max_width=64, encoder="resnet18", encoder_weights=None)
+    with pytest.raises(ValueError, match="model.encoder needs model.architecture: authors"):
+        MEnetNetwork(image_size=64, depth=6, width=4, encoder="tf_efficientnet_lite0", architecture="paper_text")

@@ -87,6 +87,8 @@ class MEnet(L.LightningModule):
         channels_last: bool = True,
         metric_readout: str = "authors",
         primary_map: str = "ce",
+        encoder: str = "authors",
+        encoder_weights: str | None = "lite0_imagenet",
     ) -> None:
         super().__init__()
         one_of("model.variant", variant, VARIANTS)
@@ -111,7 +113,7 @@ class MEnet(L.LightningModule):
                                 feature_dim=feature_dim, scale_channels=scale_channels, head_kernel=head_kernel,
                                 multiscale=variant != "ce_plain", normalize_input=normalize_input,
                                 bundle_norm=bundle_norm, ce_from=ce_from, architecture=architecture,
-                                upsample=upsample)
+                                upsample=upsample, encoder=encoder, encoder_weights=encoder_weights)
         self.criterion = MEnetLoss(variant=variant, lambda_ce=lambda_ce, normalize=normalize_features,
                                    mining=mining, mining_score=mining_score, mining_ratio=mining_ratio,
                                    mining_loss=mining_loss, metric_grad=metric_grad)

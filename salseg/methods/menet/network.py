@@ -141,6 +141,52 @@ class AuthorsTrunk(nn.Module):
         return [x] + enc + dec[::-1] + [u], h
 
 
+class PretrainedEncoderTrunk(AuthorsTrunk):
+    """``encoder: <backbone>`` (a departure from paper 003, which trains MEnet from scratch): the authors' trunk with
+    encoder levels 1..D-1 replaced by a pretrained network's feature maps at strides 2 .. 2^(D-1) (timm
+    ``features_only``), each projected to the level's width by BN-ReLU-1x1 conv; the full-size level 0, the
+    centre, the decoder and the bundle stay the authors'."""
+
+    def __init__(self, depth: int, r: int, ch: list[int], encoder: str, weights: str | None):
+        super().__init__(depth, r, ch)
+        import timm
+
+        from salseg.backbones import build_backbone, input_normalization, library_of
+
+        library, bare = library_of(encoder)
+        if library != "timm":
+            raise ValueError(f"model.encoder {encoder!r}: a timm backbone is needed (features at every stride)")
+        self.features = timm.create_model(bare, features_only=True)
+        reductions = self.features.feature_info.reduction()
+        want = [2 ** lv for lv in range(1, depth)]
+        if [x for x in reductions if x in want] != want:
+            raise ValueError(f"MEnet: encoder {encoder!r} gives strides {reductions}, depth {depth} needs {want}")
+        self.levels = [reductions.index(x) for x in want]
+        if weights is not None:  # the classifier's weights, minus its head
+            missing, _ = self.features.load_state_dict(build_backbone(encoder, weights).state_dict(), strict=False)
+            if missing:
+                raise ValueError(f"model.encoder_weights {weights!r}: {len(missing)} feature tensors not in the "
+                                 f"weights, first {missing[0]!r}")
+        channels = self.features.feature_info.channels()
+        self.encoder = nn.ModuleList([self.encoder[0]] + [
+            nn.Sequential(nn.BatchNorm2d(channels[i]), nn.ReLU(inplace=True), nn.Conv2d(channels[i], ch[lv], 1))
+            for lv, i in enumerate(self.levels, start=1)])
+        mean, std = input_normalization(encoder)
+        self.register_buffer("enc_mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("enc_std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor, images: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        raw = x if images is None else images
+        feats = self.features((raw - self.enc_mean) / self.enc_std)
+        enc = [self.encoder[0](self.stem(x))] + [proj(feats[i]) for proj, i in zip(self.encoder[1:], self.levels)]
+        u = self.center(enc[-1])
+        h, dec = u, []
+        for j, block in enumerate(self.decoder):
+            h = block(torch.cat([h, enc[-1 - j]], 1))
+            dec.append(h)
+        return [x] + enc + dec[::-1] + [u], h
+
+
 # ---------------------------------------------------------------------------------------------- paper text
 def _cbr(cin: int, cout: int, k: int = 3, stride: int = 1, pad: int | None = None) -> nn.Sequential:
     pad = k // 2 if pad is None else pad
@@ -232,7 +278,8 @@ class MEnetNetwork(nn.Module):
     def __init__(self, image_size: int = 224, depth: int = 6, width: int = 32, max_width: int = 1024,
                  feature_dim: int = 16, scale_channels: int = 1, head_kernel: int = 3, multiscale: bool = True,
                  normalize_input: bool = True, bundle_norm: bool = False, ce_from: str = "bundle",
-                 architecture: str = "authors", upsample: str = "nearest"):
+                 architecture: str = "authors", upsample: str = "nearest", encoder: str = "authors",
+                 encoder_weights: str | None = "lite0_imagenet"):
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
@@ -249,7 +296,11 @@ class MEnetNetwork(nn.Module):
         self.normalize_input = bool(normalize_input)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.trunk = AuthorsTrunk(depth, r, ch) if authors else PaperTextTrunk(depth, r, ch)
+        if encoder != "authors" and not authors:
+            raise ValueError("model.encoder needs model.architecture: authors")
+        self.encoder = encoder
+        self.trunk = (PaperTextTrunk(depth, r, ch) if not authors else AuthorsTrunk(depth, r, ch)
+                      if encoder == "authors" else PretrainedEncoderTrunk(depth, r, ch, encoder, encoder_weights))
 
         pad = head_kernel // 2
         if self.multiscale:
@@ -276,8 +327,9 @@ class MEnetNetwork(nn.Module):
     def _init_weights(self) -> None:
         """authors: Caffe "xavier" (uniform, variance 1 / fan_in; torch's fan_in of a deconvolution is Caffe's
         too); paper_text: He ("msra"). Zero biases."""
+        pretrained = {id(m) for m in getattr(self.trunk, "features", nn.Identity()).modules()}
         for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and id(m) not in pretrained:
                 if self.architecture == "authors":
                     nn.init.kaiming_uniform_(m.weight, nonlinearity="linear")
                 else:
@@ -298,7 +350,7 @@ class MEnetNetwork(nn.Module):
                 f"encoder step is a fixed-size compression to 1 x 1), got {tuple(images.shape[-2:])}; set "
                 f"model.image_size to data.image_size")
         x = (images - self.mean) / self.std if self.normalize_input else images
-        feats, last = self.trunk(x)
+        feats, last = self.trunk(x) if self.encoder == "authors" else self.trunk(x, images)
         if not self.multiscale:
             return {"logits": self.ce_head(last), "f": None, "scales": []}
         size = (self.image_size, self.image_size)
