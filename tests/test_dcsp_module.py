@@ -247,6 +247,24 @@ def test_freeze_bn_keeps_the_trunk_batch_norm_as_pretrained_and_trains_the_heads
     assert all(b.training and b.weight.requires_grad for b in unfrozen.net.modules() if isinstance(b, _BatchNorm))
 
 
+def test_freeze_trunk_trains_only_the_heads_and_builds_no_graph_through_the_trunk():
+    m = _module(freeze_trunk=True, freeze_bn=True).train()
+    assert not m.net.trunk.training and all(p.requires_grad for p in m.net.head_parameters())
+    m.trainer = SimpleNamespace(estimated_stepping_batches=4)
+    opt = m.configure_optimizers()["optimizer"]
+    trained = {id(p) for g in opt.param_groups for p in g["params"]}
+    assert len(opt.param_groups) == 1 and trained == {id(p) for p in m.net.head_parameters()}
+    assert m.net.features(torch.rand(2, 3, 24, 24)).grad_fn is None          # no graph kept: cheaper steps
+    trunk = {k: v.clone() for k, v in m.net.trunk.state_dict().items()}
+    head = m.net.classifier.weight.clone()
+    logits, seg = m.net(torch.rand(2, 3, 24, 24))
+    (logits.sum() + seg.sum()).backward()
+    opt.step()
+    assert all(torch.equal(v, m.net.trunk.state_dict()[k]) for k, v in trunk.items())   # weights and statistics
+    assert not torch.equal(head, m.net.classifier.weight)
+    assert _module(freeze_trunk=False).net.features(torch.rand(1, 3, 24, 24)).grad_fn is not None
+
+
 def test_the_learning_rate_restarts_its_poly_decay_in_each_phase():
     m = _module(attention_epochs=2, seg_epochs=1, adapt_epochs=1, lr=0.1, head_lr_mult=10.0, poly_power=1.0)
     m.trainer = SimpleNamespace(estimated_stepping_batches=40)              # 4 epochs of 10 steps

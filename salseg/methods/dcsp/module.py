@@ -114,7 +114,7 @@ class DCSP(L.LightningModule):
     def __init__(self, num_classes: int = 20, class_names: str | Sequence[str] | None = "voc",
                  backbone: str = "resnet101", weights: str | None = "imagenet", output_stride: int = 8,
                  aspp_rates: Sequence[int] = (6, 12, 18), aspp_width: int = 256, class_pooling: str = "avg",
-                 freeze_bn: bool = True,
+                 freeze_bn: bool = True, freeze_trunk: bool = False,
                  saliency_checkpoint: str | None = None, saliency_passes: int = 2,
                  saliency_thresholds: Sequence[float] = (0.7, 0.8), hide_fill: str = "dataset_mean",
                  pixel_mean: Sequence[float] = AUTHORS_MEAN,
@@ -159,7 +159,8 @@ class DCSP(L.LightningModule):
             require_crf()
         self.save_hyperparameters()
         self.names = class_names_for(class_names, int(num_classes))
-        self.net = DCSPNet(num_classes, backbone, weights, output_stride, aspp_rates, aspp_width, class_pooling)
+        self.net = DCSPNet(num_classes, backbone, weights, output_stride, aspp_rates, aspp_width, class_pooling,
+                           freeze_trunk)
         if freeze_bn:  # the authors train no batch-norm scale or offset (only the trunk has batch norm there)
             for m in self._trunk_batch_norms():
                 m.requires_grad_(False)
@@ -223,7 +224,9 @@ class DCSP(L.LightningModule):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and self.hparams.freeze_bn:  # the trunk keeps its pretrained statistics (the authors', batch 10);
+        if mode and self.hparams.freeze_trunk:  # pretrained features as they are, batch norm statistics included
+            self.net.trunk.eval()
+        elif mode and self.hparams.freeze_bn:  # the trunk keeps its pretrained statistics (the authors', batch 10);
             for m in self._trunk_batch_norms():  # the new head's batch norm learns its own
                 m.eval()
         return self
@@ -421,6 +424,7 @@ class DCSP(L.LightningModule):
         trunk = [p for p in self.net.parameters() if id(p) not in head and p.requires_grad]  # frozen BN: none
         groups = [{"params": trunk, "lr": hp.lr},
                   {"params": self.net.head_parameters(), "lr": hp.lr * hp.head_lr_mult}]
+        groups = [g for g in groups if g["params"]]  # a frozen trunk has none
         if hp.optimizer == "adam":
             optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
         else:

@@ -45,12 +45,9 @@ class DCSPNet(AttentionNet):
 
     def __init__(self, num_classes: int, backbone: str = "resnet101", weights: str | None = "imagenet",
                  output_stride: int = 8, aspp_rates: Sequence[int] = (6, 12, 18), aspp_width: int = 256,
-                 class_pooling: str = "avg"):
-        super().__init__(num_classes, backbone, weights, output_stride, class_pooling)
+                 class_pooling: str = "avg", freeze_trunk: bool = False):
+        super().__init__(num_classes, backbone, weights, output_stride, class_pooling, freeze_trunk)
         self.seg_head = deeplab_head(self.channels, int(num_classes) + 1, aspp_rates, int(aspp_width))
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        return self.trunk((images - self.mean) / self.std)
 
     def seg_scores(self, images: torch.Tensor) -> torch.Tensor:
         return self.seg_head(self.features(images))
