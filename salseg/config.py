@@ -1,6 +1,6 @@
 """Compose an experiment from ``configs/<group>/<name>.yaml`` + ``experiments/<NAME>.yaml`` + overrides.
 
-Order (DESIGN section 3): each group default -> the experiment's own keys -> command-line dotlist overrides.
+Order (README "Configuration"): each group default -> the experiment's own keys -> command-line dotlist overrides.
 The result is in struct mode, so a misspelt key (``trainer.max_epoch=3``) is an error naming the key instead
 of a silently ignored setting. YAML here is data: nothing in it executes code (OmegaConf resolvers are limited
 to the built-in ``oc.env``), and only registered classes are built from it (see ``salseg.registry``).

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 def pr_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, title: str = "") -> Path:
     """Overlay precision-recall curves; ``curves`` maps a label to ``{"precision": [...], "recall": [...]}``.
 
-    These are the per-image-averaged SOD curves (DESIGN 5), not torchmetrics' pixel-pooled PR curve.
+    These are the per-image-averaged SOD curves (README "Metrics"), not torchmetrics' pixel-pooled PR curve.
     """
     fig, ax = plt.subplots(figsize=(5, 4.5), dpi=110)
     for label, c in curves.items():

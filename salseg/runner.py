@@ -1,6 +1,6 @@
 """cfg -> DataModule, LightningModule, Trainer, callbacks; fit (when the method trains), test, write outputs.
 
-Outputs of a run (DESIGN section 7), all under ``runs/<NAME>/<timestamp>/``:
+Outputs of a run (README "Outputs and tracking"), all under ``runs/<NAME>/<timestamp>/``:
 ``config.yaml`` (resolved), ``metrics.json`` (written LAST and atomically, so a crashed run never leaves one),
 ``curves.json`` (PR curves for ablation plots), ``checkpoints/last.ckpt``, ``plots/``, ``csv/``, ``wandb/``.
 """

@@ -1,4 +1,4 @@
-"""DCSP's training cues (paper 004; the method as the authors' code makes it concrete: DESIGN 6.3).
+"""DCSP's training cues (paper 004; the method as the authors' code makes it concrete: README "DCSP").
 
 Training sees image-level labels only. The cues are the pixel labels the segmentation network is trained on:
 
