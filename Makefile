@@ -4,10 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test test-slow exp ablation robust eval bench list clean help
+.PHONY: install lint test test-slow exp ablation robust eval bench list clean help
 
 help:
 	@echo "make install                      create .venv and install salseg with its dev extra"
+	@echo "make lint                         ruff check . (config in pyproject.toml; CI runs it before make test)"
 	@echo "make test                         run the test suite (CI's command; slow tests excluded)"
 	@echo "make exp NAME=quickstart [ARGS=\"trainer.max_epochs=3 ...\"] [RESUME=1]"
 	@echo "make ablation NAME=rc_spatial [ARGS=...]"
@@ -23,6 +24,9 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -12,7 +12,8 @@ cost is paper 001's clamped cost. Batched = ONE forward and
 backward of the summed cost per step for the whole batch; the loop runs the same generator on one image at a time.
 The gradient baseline (one backward, Captum) is timed too. Each figure is the median of ``--repeats`` timed runs
 after one warm-up (segmentation: one timed run). Segmentation from saliency (paper 002 Sec. 4) is timed per image
-at the paper's 100 seeded runs. The paper reports 0.45 s per image with refinement and 20-40 images/s without (2015 GPU).
+at the paper's 100 seeded runs. The paper reports 0.45 s per image with refinement and 20-40 images/s without
+(2015 GPU).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     images = x.cpu()
     k = min(n, 8)  # SLIC and refinement are per image on the CPU
     slic = timed(lambda: [slic_superpixels(images[i]) for i in range(k)], torch.device("cpu"), args.repeats) / k
-    refinement = timed(lambda: [refine(unscaled[i], images[i]) for i in range(k)], torch.device("cpu"), args.repeats) / k
+    refinement = timed(lambda: [refine(unscaled[i], images[i]) for i in range(k)], torch.device("cpu"),
+                       args.repeats) / k
     # Segmentation from saliency (paper 002 Sec. 4) at the paper's 100 seeded runs, marker watershed; the random
     # walker is timed with 5 runs (it takes 0.2-3 s per run) and reported per run.
     seg = timed(lambda: [segment_from_saliency(maps[i], images[i], runs=100) for i in range(k)],

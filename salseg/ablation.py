@@ -146,7 +146,8 @@ def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "abl
         # a dataset's section shows the metrics some row has on it (a saliency baseline's set has no mIoU, a
         # semantic one no maxF); within it, segF / Jaccard or mIoU cells of rows without them stay blank
         shown = [m for m in metrics if any(m in r.get(ds, {}) for r in rows.values())]
-        best = {m: (min if m == "MAE" or m.endswith("_error") else max)(r[ds][m] for r in variant_rows.values() if m in r.get(ds, {}))
+        best = {m: (min if m == "MAE" or m.endswith("_error") else max)(r[ds][m] for r in variant_rows.values()
+                                                                        if m in r.get(ds, {}))
                 for m in shown if any(m in r.get(ds, {}) for r in variant_rows.values())}
         lines += [f"## {ds}", "", f"| {head} | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|"]
         for vname, per_ds in rows.items():
@@ -162,7 +163,8 @@ def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "abl
     if datasets:  # the bars of the dataset most rows were scored on (an ablation may add a baseline's own set)
         main = max(datasets, key=lambda d: sum(d in r for r in rows.values()))
         shown = {v: r[main] for v, r in variant_rows.items() if main in r}
-        plots.metric_bars(shown, [m for m in metrics if m != "MAE" and not m.endswith("_error") and any(m in r for r in shown.values())],
+        plots.metric_bars(shown, [m for m in metrics
+                                  if m != "MAE" and not m.endswith("_error") and any(m in r for r in shown.values())],
                           out / "metrics.png", title=f"{name}: {main}")
     tracking.write_json_atomic(out / "results.json", {kind: name, "results": rows, "runs": run_dirs})
     print("\n" + (out / "table.md").read_text())

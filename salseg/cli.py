@@ -113,7 +113,8 @@ def _quiet_known_noise() -> None:
 
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     warnings.filterwarnings("ignore", message=r".*anonymous setting has no effect.*")
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda rec: "litlogger" not in rec.getMessage())
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda rec: "litlogger" not in rec.getMessage())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,9 @@ to the built-in ``oc.env``), and only registered classes are built from it (see 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
@@ -100,7 +100,8 @@ def _apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> None:
             dotted = [f"{parent}.{c}" if parent else c for c in close]
             hint = f" Did you mean {', '.join(dotted)}?" if close else ""
             raise ConfigError(
-                f"unknown config key {key!r}.{hint} Keys under {parent or 'the top level'}: {', '.join(map(str, known))}"
+                f"unknown config key {key!r}.{hint} "
+                f"Keys under {parent or 'the top level'}: {', '.join(map(str, known))}"
             ) from err
 
 
@@ -129,7 +130,8 @@ def load_comparison(name: str) -> DictConfig | None:
         return None
     extra = set(exp.keys()) - {"compare", "overrides", "description"}
     if extra:
-        raise ConfigError(f"{path}: a comparison file takes compare, overrides, description; unknown keys {sorted(extra)}")
+        raise ConfigError(f"{path}: a comparison file takes compare, overrides, description; "
+                          f"unknown keys {sorted(extra)}")
     entries = exp.compare
     if not isinstance(entries, ListConfig) or not entries or not all(
             isinstance(e, str) or (isinstance(e, DictConfig) and len(e) == 1) for e in entries):

@@ -32,8 +32,9 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,7 +120,8 @@ def list_images(folder: str | Path) -> dict[str, Path]:
         if not path.is_file() or path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
         if path.stem in by_stem:
-            raise ValueError(f"ambiguous: {by_stem[path.stem].name} and {path.name} in {folder} share the stem {path.stem!r}")
+            raise ValueError(f"ambiguous: {by_stem[path.stem].name} and {path.name} in {folder} "
+                             f"share the stem {path.stem!r}")
         by_stem[path.stem] = path
     return by_stem
 
@@ -247,7 +249,8 @@ def evaluate_folders(
     return result
 
 
-def evaluate_arrays(preds: Sequence, gts: Sequence, *, num_workers: int | None = None, **metric_kwargs) -> dict[str, Any]:
+def evaluate_arrays(preds: Sequence, gts: Sequence, *, num_workers: int | None = None,
+                    **metric_kwargs) -> dict[str, Any]:
     """As :func:`evaluate_folders` for maps already in memory (numpy arrays; scoring only, no reading)."""
     if len(preds) != len(gts):
         raise ValueError(f"got {len(preds)} predictions but {len(gts)} ground truths")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -37,7 +37,8 @@ def pr_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | P
     return path
 
 
-def metric_bars(table: Mapping[str, Mapping[str, float]], metrics: Sequence[str], path: str | Path, title: str = "") -> Path:
+def metric_bars(table: Mapping[str, Mapping[str, float]], metrics: Sequence[str], path: str | Path,
+                title: str = "") -> Path:
     """Grouped bars: one group per metric, one bar per row of ``table`` (variant -> metric -> value)."""
     rows = list(table)
     x = np.arange(len(metrics))

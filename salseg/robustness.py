@@ -158,12 +158,14 @@ def named_test_specs(test: Any) -> dict[str, dict]:
     elif isinstance(test, (list, tuple)):
         pairs = [(str(s.get("dataset")) if isinstance(s, Mapping) else f"test{i}", s) for i, s in enumerate(test)]
     else:
-        raise ConfigError(f"data.test must be a dataset spec, a list of specs or a {{name: spec}} mapping, got {test!r}")
+        raise ConfigError(f"data.test must be a dataset spec, a list of specs or a {{name: spec}} mapping, "
+                          f"got {test!r}")
     out: dict[str, dict] = {}
     seen: dict[str, int] = {}
     for name, spec in pairs:
         if not isinstance(spec, Mapping):
-            raise ConfigError(f"data.test.{name}: a dataset spec must be a mapping like {{dataset: ecssd}}, got {spec!r}")
+            raise ConfigError(f"data.test.{name}: a dataset spec must be a mapping like {{dataset: ecssd}}, "
+                              f"got {spec!r}")
         if name in seen:
             seen[name] += 1
             name = f"{name}_{seen[name]}"
@@ -224,7 +226,8 @@ def robustness_config(name: str, overrides: Iterable[str] = (), ckpt_path: str |
 
 
 def _comparison(name: str):
-    """``(compare block, entries)`` when ``experiments/<name>.yaml`` is a comparison file (e.g. quickstart), else None."""
+    """``(compare block, entries)`` when ``experiments/<name>.yaml`` is a comparison file (e.g. quickstart), else
+    None."""
     try:
         from salseg.config import comparison_entries, load_comparison
     except ImportError:  # a suite without comparison files
@@ -380,17 +383,20 @@ def format_markdown(name: str, key_names: Sequence[str], rows: Mapping, lines_: 
         for ds, per_c in per_ds.items():
             for c in CONDITIONS:
                 row = per_c[c]
-                out.append(f"| {ds} | {c} | " + " | ".join(f"{row[m]:.4f}" if m in row else "-" for m in metrics) + " |")
+                cells = " | ".join(f"{row[m]:.4f}" if m in row else "-" for m in metrics)
+                out.append(f"| {ds} | {c} | " + cells + " |")
         out.append("")
     variances = list(study["variances"])
     if variances:
         out += ["## max F against AWGN variance (MEnet Fig. 8)", "",
-                "| dataset | " + " | ".join(key_names) + " | " + " | ".join(["0 (clean)", *map(_fmt, variances)]) + " |",
+                "| dataset | " + " | ".join(key_names) + " | "
+                + " | ".join(["0 (clean)", *map(_fmt, variances)]) + " |",
                 "| --- | " + " | ".join("---" for _ in key_names) + " | "
                 + " | ".join("---:" for _ in range(len(variances) + 1)) + " |"]
         for key, per_ds in lines_.items():
             for ds, curve in per_ds.items():
-                out.append(f"| {ds} | " + " | ".join(key) + " | " + " | ".join(f"{v:.4f}" for v in curve["maxF"]) + " |")
+                out.append(f"| {ds} | " + " | ".join(key) + " | "
+                           + " | ".join(f"{v:.4f}" for v in curve["maxF"]) + " |")
         out.append("")
     return "\n".join(out)
 

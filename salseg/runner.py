@@ -107,10 +107,12 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
         # re-tested the same way: `test_only=true ckpt_path=.../last.ckpt`.
         trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
 
-    result = RunResult(run_dir=run_dir, metrics=evaluation.results, curves=evaluation.curves, seconds=time.time() - start)
+    result = RunResult(run_dir=run_dir, metrics=evaluation.results, curves=evaluation.curves,
+                       seconds=time.time() - start)
     if trainer.is_global_zero:
         tracking.write_json_atomic(run_dir / "curves.json", evaluation.curves)
-        tracking.write_json_atomic(run_dir / "metrics.json", _metrics_document(container, evaluation, result, datamodule))
+        tracking.write_json_atomic(run_dir / "metrics.json",
+                                   _metrics_document(container, evaluation, result, datamodule))
         _print_summary(container["name"], evaluation)
     tracking.finish_loggers(loggers)
     return result

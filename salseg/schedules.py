@@ -13,7 +13,7 @@ Epoch-based limits (``trainer.max_epochs``) and schedules derived from ``trainer
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def steps_for_run(milestones: Sequence[int], *, world_size: int = 1, batch_size: int | None = None,

@@ -122,7 +122,8 @@ def test_checkpoint_of_must_name_an_earlier_variant(tmp_path):
     abl = OmegaConf.create({"base": "gd_shapes", "variants": {"a": {"checkpoint_of": "b"}, "b": {}}})
     import pytest
 
-    with pytest.raises(ConfigError, match=r"variant 'a': 'b' \(checkpoint_of / use_checkpoint_of\) must name an earlier"):
+    with pytest.raises(ConfigError,
+                       match=r"variant 'a': 'b' \(checkpoint_of / use_checkpoint_of\) must name an earlier"):
         ablation_plan(abl)
     later = OmegaConf.create({"base": "gd_shapes", "variants": {
         "a": {"use_checkpoint_of": {"model.saliency_checkpoint": "b"}}, "b": {}}})
@@ -176,7 +177,8 @@ def test_gd_voc_folds_runs_the_five_folds_that_partition_val(tmp_path):
     assert [v.name for v in plan] == [f"fold{k}" for k in range(5)] and list(abl.summary) == ["mean", "std"]
     tests = []
     for v in plan:
-        data = resolve(compose(v.experiment, list(v.overrides) + [f"data.root={tmp_path}", "data.num_workers=0"]))["data"]
+        cfg = compose(v.experiment, list(v.overrides) + [f"data.root={tmp_path}", "data.num_workers=0"])
+        data = resolve(cfg)["data"]
         dm = registry.build_datamodule(data)
         dm.check_overlap()  # the fold's training images never include its test images
         tests.append(dm.test_datasets[0].names)

@@ -22,7 +22,7 @@ def test_eval_sod300_amulet_prints_the_reference_figures(shared_data, tmp_path):
     proc = salseg("eval", "--pred", str(sod / "preds" / "Amulet"), "--gt", str(sod / "gt"), "--name", "Amulet",
                   "--json", str(out))
     assert proc.returncode == 0, proc.stderr
-    header, rule, row = [l for l in proc.stdout.splitlines() if l.startswith("|")]
+    header, rule, row = [line for line in proc.stdout.splitlines() if line.startswith("|")]
     printed = dict(zip([c.strip() for c in header.split("|")[2:-1]], [c.strip() for c in row.split("|")[2:-1]]))
     # MATLAB toolbox (maxF_pr, MAE, Sm, adpF) and PySODMetrics (maxF) figures for Amulet on SOD
     assert printed["maxF_pr"] == "0.8061" and printed["maxF"] == "0.7728"
@@ -38,8 +38,8 @@ def test_eval_sod300_amulet_prints_the_reference_figures(shared_data, tmp_path):
 
 
 def test_eval_names_a_gt_without_prediction(tmp_path):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     (tmp_path / "gt").mkdir()
     (tmp_path / "pred").mkdir()

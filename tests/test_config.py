@@ -6,8 +6,18 @@ import pytest
 from omegaconf import OmegaConf
 
 from salseg import registry
-from salseg.config import (ConfigError, ablation_plan, ablation_variants, comparison_entries, compose, is_comparison, list_ablations,
-                           list_experiments, load_ablation, load_comparison)
+from salseg.config import (
+    ConfigError,
+    ablation_plan,
+    ablation_variants,
+    comparison_entries,
+    compose,
+    is_comparison,
+    list_ablations,
+    list_experiments,
+    load_ablation,
+    load_comparison,
+)
 
 PLAIN = [name for name in list_experiments() if not is_comparison(name)]
 COMPARISONS = [name for name in list_experiments() if is_comparison(name)]
@@ -115,7 +125,8 @@ def test_a_comparison_names_a_bad_entry(tmp_path, monkeypatch):
 
 def test_experiment_list_is_not_empty():
     assert {"quickstart", "rc_shapes"} <= set(list_experiments())
-    assert {"rc_msra10k", "rc_msra1k", "rc_hkuis", "rc_dutomron", "rc_ecssd", "rc_sod", "rc_duts"} <= set(list_experiments())
+    assert ({"rc_msra10k", "rc_msra1k", "rc_hkuis", "rc_dutomron", "rc_ecssd", "rc_sod", "rc_duts"}
+            <= set(list_experiments()))
 
 
 def test_override_order_group_then_experiment_then_command_line():
@@ -146,7 +157,8 @@ def test_typo_inside_an_experiment_file_is_an_error():
 
 
 def test_unknown_experiment_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"unknown experiment 'quikstart'.*Did you mean: quickstart.*Known experiments:.*rc_ecssd"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown experiment 'quikstart'.*Did you mean: quickstart.*Known experiments:.*rc_ecssd"):
         compose("quikstart")
 
 

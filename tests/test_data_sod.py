@@ -246,7 +246,7 @@ def test_read_image_modes(tmp_path):
     gray = rgb[..., 0]
     Image.fromarray(gray).save(tmp_path / "g.png")
     Image.fromarray(np.dstack([rgb, np.full((7, 9), 50, np.uint8)])).save(tmp_path / "rgba.png")
-    Image.fromarray((gray.astype(np.uint16) * 257)).save(tmp_path / "i16.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "i16.png")
     Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16).save(tmp_path / "p.png")
     Image.fromarray(rgb).save(tmp_path / "rgb.bmp")
     g = read_image(tmp_path / "g.png")

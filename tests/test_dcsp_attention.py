@@ -3,12 +3,12 @@
 import pytest
 import torch
 
+from salseg.backbones import build_trunk
 from salseg.methods.dcsp.attention import (
     AttentionNet,
     multilabel_loss,
     multiscale_attention,
 )
-from salseg.backbones import build_trunk
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

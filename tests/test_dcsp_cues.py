@@ -20,7 +20,8 @@ def _maps():
 def test_cues_are_the_best_harmonic_mean_of_present_classes_above_the_background_threshold():
     a, s, labels = _maps()
     out = make_cues(a, s, labels)
-    h = lambda x, y: 2 * x * y / (x + y) if x + y else 0.0
+    def h(x, y):
+        return 2 * x * y / (x + y) if x + y else 0.0
     # pixel (0,0): class 0 h(1,1)=1 ; (0,1): class 0 h(.2,.8)=.32, class 2 h(.9,.8)=.847 -> 2
     # (0,2): both h(.5,.5)=.5, h(.3,.5)=.375 -> class 0 ; (1,0): class 0 h(1,.2)=.333 < .4 -> background
     # (1,1): class 0 h(.9,.9)=.9 > class 2 h(.6,.9)=.72 -> 0 ; (1,2): saliency 0 -> h = 0 -> background
@@ -188,7 +189,8 @@ def test_attention_fuses_scales_at_the_first_scales_map_then_upsamples():
 
     torch.manual_seed(0)
     full, half = torch.rand(1, 2, 4, 4), torch.rand(1, 2, 2, 2)
-    up = lambda m, size: F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+    def up(m, size):
+        return F.interpolate(m, size=size, mode="bilinear", align_corners=False)
     want = up(torch.maximum(full, up(half, (4, 4))), (8, 8))
     lo, hi = want.amin((2, 3), keepdim=True), want.amax((2, 3), keepdim=True)
     fused = fuse_attention([full, half], (8, 8))

@@ -100,7 +100,8 @@ def test_testing_the_checkpoint_again_gives_the_same_scores(dcsp_run):
 
     first = json.loads((dcsp_run.run_dir / "metrics.json").read_text())["datasets"]["shapes_multi"]
     cfg = compose("dcsp_shapes", TINY_DATA + [
-        "data.test.shapes_multi.size=6", "test_only=true", f"ckpt_path={dcsp_run.run_dir / 'checkpoints' / 'last.ckpt'}",
+        "data.test.shapes_multi.size=6", "test_only=true",
+        f"ckpt_path={dcsp_run.run_dir / 'checkpoints' / 'last.ckpt'}",
         f"model.saliency_checkpoint={dcsp_run.run_dir / 'checkpoints' / 'last.ckpt'}",
         f"runs_dir={dcsp_run.run_dir.parent.parent / 'retest'}"])
     again = run(cfg).metrics["segmentation"]["shapes_multi"]

@@ -103,7 +103,8 @@ def test_weights_from_the_hub_cache_or_a_path_and_clear_errors(tmp_path, monkeyp
     assert torch.equal(loaded.conv1.weight, reference.conv1.weight)
     torch.save(reference.state_dict(), tmp_path / "mine.pth")
     assert torch.equal(build_backbone("resnet18", str(tmp_path / "mine.pth")).fc.weight, reference.fc.weight)
-    with pytest.raises(ValueError, match="not a state dict of backbone .resnet34.: first mismatching key .layer1.2.conv1.weight."):
+    with pytest.raises(ValueError,
+                       match="not a state dict of backbone .resnet34.: first mismatching key .layer1.2.conv1.weight."):
         build_backbone("resnet34", str(tmp_path / "mine.pth"))
     with pytest.raises(WeightsNotFound, match="no file"):
         build_backbone("resnet18", str(tmp_path / "absent.pth"))

@@ -188,7 +188,8 @@ def test_clamped_cost_gradient_is_the_authors_error_signal():
     # error signal (paper 001 Eq. 3, vl_nnsoftmaxloss_newsaliency_original_mb.m): 1 at l, alpha (a_k - o_k) else
     assert torch.allclose(dz, torch.tensor([[1.0, 200.0 * 0.0, 200.0 * 0.5]]))
     (dx,) = torch.autograd.grad(cost.sum(), x)
-    assert torch.allclose(dx, torch.tensor([[1 + 100.0, 2 - 100.0]]))  # W^T e = (101, -98); the old 2-gamma: (201, -198)
+    # W^T e = (101, -98); the old 2-gamma: (201, -198)
+    assert torch.allclose(dx, torch.tensor([[1 + 100.0, 2 - 100.0]]))
 
 
 def test_default_gamma_reproduces_alpha_200_over_two_steps():

@@ -17,7 +17,6 @@ from salseg.methods.menet.saliency import (
     sequential_two_clusters,
 )
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -10,7 +10,6 @@ from salseg import registry
 from salseg.config import ablation_variants, compose, load_ablation
 from salseg.methods.menet import MEnet
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = {"image_size": 32, "depth": 5, "width": 4, "max_width": 16}

@@ -9,7 +9,6 @@ from torch import nn
 from salseg.methods.menet import network
 from salseg.methods.menet.network import MEnetNetwork, accepted_sizes, check_input_size, describe
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -191,7 +191,8 @@ def test_float_and_uint8_inputs_are_equivalent():
 
 def test_batched_list_and_single_updates_agree():
     pairs = _random_pairs(4)
-    preds, gts = torch.stack([torch.from_numpy(p) for p, _ in pairs]), torch.stack([torch.from_numpy(g) for _, g in pairs])
+    preds = torch.stack([torch.from_numpy(p) for p, _ in pairs])
+    gts = torch.stack([torch.from_numpy(g) for _, g in pairs])
     batched, listed, single, channel = SODMetrics(), SODMetrics(), SODMetrics(), SODMetrics()
     batched.update(preds, gts)
     listed.update(list(preds), list(gts))
@@ -382,7 +383,8 @@ def test_sod300_aggregates_match_matlab(sod300):
     for ours, theirs in (("precision", "Pre"), ("recall", "Recall"), ("f", "Fmeasure_Curve")):
         np.testing.assert_allclose(curves["pr_matlab"][ours], ref["curves"][theirs], rtol=0, atol=1e-12)
     assert values["MAE"] == pytest.approx(0.14074, abs=1e-5) and values["MAE"] == pytest.approx(agg["MAE"], abs=1e-12)
-    assert values["Sm"] == pytest.approx(0.75792, abs=1e-5) and values["Sm"] == pytest.approx(agg["S_measure"], abs=1e-12)
+    assert values["Sm"] == pytest.approx(0.75792, abs=1e-5)
+    assert values["Sm"] == pytest.approx(agg["S_measure"], abs=1e-12)
     assert values["adpF"] == pytest.approx(0.75468, abs=1e-5)
     assert values["adpF"] == pytest.approx(ref["aggregate_adaptive_PRF"][2], abs=1e-12)
     # PySOD convention on the same maps (per-image F curves averaged): pysodmetrics 1.6.2 gives 0.77278851374648.

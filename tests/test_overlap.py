@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_runner import _tiny_experiment, tiny_model_registered  # noqa: F401 (a fixture)
 
 from salseg import registry
 from salseg.config import compose
 from salseg.data import SaliencyDataModule
 from salseg.data import overlap as overlap_mod
 from salseg.data.overlap import IdentityIndex, TestOverlapError, identities
-from test_runner import _tiny_experiment, tiny_model_registered  # noqa: F401 (a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -163,7 +163,8 @@ def test_a_leaking_run_is_one_line_and_leaves_nothing(tmp_path):
     assert not (tmp_path / "menet_shapes").exists()
 
 
-def test_the_override_is_recorded_in_metrics_json(tmp_path, tiny_model_registered):
+@pytest.mark.usefixtures("tiny_model_registered")
+def test_the_override_is_recorded_in_metrics_json(tmp_path):
     from salseg.runner import run
 
     result = run(compose("tiny", ["logger=csv", f"runs_dir={tmp_path}", "data.num_workers=0", "data.val=null",

@@ -486,7 +486,8 @@ def test_maps_match_the_authors_code_on_sod300():
         pytest.skip("set SALSEG_RC_PORT_MAPS to the port's maps (and have ../shared/data/sod300)")
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("compare_rc_port", Path(__file__).parents[1] / "benchmarks" / "compare_rc_port.py")
+    spec = importlib.util.spec_from_file_location("compare_rc_port",
+                                                  Path(__file__).parents[1] / "benchmarks" / "compare_rc_port.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     res = mod.compare(Path(port), data)

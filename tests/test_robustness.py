@@ -156,7 +156,8 @@ def test_trainable_model_is_trained_once_then_a_checkpoint_is_only_tested(tmp_pa
     real = config.load_group
     monkeypatch.setattr(config, "load_group", lambda group, name: OmegaConf.create({"kind": "two_map", "lr": 0.05})
                         if (group, name) == ("model", "two_map") else real(group, name))
-    experiment = OmegaConf.create({"defaults": {"data": "shapes", "model": "two_map", "trainer": "cpu", "logger": "csv"}})
+    experiment = OmegaConf.create({"defaults": {"data": "shapes", "model": "two_map", "trainer": "cpu",
+                                                "logger": "csv"}})
     ovr = ["data.num_workers=0", "data.train.size=8", "data.batch_size=4", "data.val=null", "data.test.shapes.size=3",
            "data.image_size=32", "data.test.shapes.image_size=32", f"runs_dir={tmp_path}"]
     TwoMapNet.fits = 0

@@ -47,9 +47,9 @@ def test_run_writes_config_metrics_plots_and_csv(tmp_path):
 
 def test_saved_maps_score_the_same_through_eval(tmp_path):
     """The numbers a run logs equal `salseg eval` on the maps it saved (both quantise to 8 bits)."""
-    from salseg.evaluate import evaluate_folders
-
     from PIL import Image
+
+    from salseg.evaluate import evaluate_folders
 
     cfg = compose("rc_shapes", SMALL + ["logger=csv", f"runs_dir={tmp_path}", "save_maps=true"])
     result = run(cfg)

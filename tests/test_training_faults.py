@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny(train_size: int, epochs: int, batch: int = 8, test_size: int = 4) -> list[str]:
     return [
-        "logger=csv", "model.depth=3", "model.width=4", "model.max_width=16", "data.image_size=32", "data.num_workers=0", "data.val=null", f"data.batch_size={batch}",
+        "logger=csv", "model.depth=3", "model.width=4", "model.max_width=16", "data.image_size=32",
+        "data.num_workers=0", "data.val=null", f"data.batch_size={batch}",
         f"data.train={{dataset: shapes, split: train, size: {train_size}, image_size: 32}}",
         f"data.test={{shapes: {{dataset: shapes, split: test, size: {test_size}}}}}", "data.eval_batch_size=4",
         f"trainer.max_epochs={epochs}", "trainer.log_every_n_steps=1", "trainer.enable_progress_bar=false",

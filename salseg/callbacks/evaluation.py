@@ -162,7 +162,8 @@ class SODEvaluation(Callback):
                                      f"{[tuple(m.shape) for m in maps]}")
                 maps = [m.detach() for m in maps]
             elif maps.ndim != 4 or maps.shape[1] != 1 or maps.shape[0] != len(gts):
-                raise ValueError(f"test_step map {map_name!r}: expected shape (B=={len(gts)},1,h,w), got {tuple(maps.shape)}")
+                raise ValueError(f"test_step map {map_name!r}: expected shape (B=={len(gts)},1,h,w), "
+                                 f"got {tuple(maps.shape)}")
             else:
                 maps = maps.detach()
             preds = to_gt_resolution(maps, gts)
@@ -239,7 +240,8 @@ class SODEvaluation(Callback):
             values = metric.compute()  # reduces states across processes
             values.update(method_scores.get(dataset, {}))
             if (map_name, dataset) in self.segmentation_metrics:
-                values.update({k: float(v) for k, v in self.segmentation_metrics[(map_name, dataset)].compute().items()})
+                segmentation = self.segmentation_metrics[(map_name, dataset)].compute()
+                values.update({k: float(v) for k, v in segmentation.items()})
             self.results.setdefault(map_name, {})[dataset] = values
             self.curves.setdefault(map_name, {})[dataset] = metric.curves()
             prefix = f"test/{dataset}" if map_name == self.primary_map else f"test/{dataset}/{map_name}"
@@ -292,6 +294,8 @@ def _log_to_wandb(trainer, images: dict[str, Path], curves: dict[str, dict]) -> 
         for key, path in images.items():
             logger.log_image(key=f"test/{key}", images=[str(path)], step=trainer.global_step)
         for label, c in curves.items():
-            table = wandb.Table(columns=["recall", "precision"], data=[list(rp) for rp in zip(c["recall"], c["precision"])])
-            logger.experiment.log({f"test/pr/{label}": wandb.plot.line(table, "recall", "precision", title=f"PR {label}")})
+            table = wandb.Table(columns=["recall", "precision"],
+                                data=[list(rp) for rp in zip(c["recall"], c["precision"])])
+            logger.experiment.log({f"test/pr/{label}": wandb.plot.line(table, "recall", "precision",
+                                                                        title=f"PR {label}")})
 

@@ -4,8 +4,9 @@ A dataset spec is a dict ``{dataset: <name>, split: ..., <builder keys>...}``. K
 dataset: ``dataset`` (a name in :data:`DATASETS`), ``root`` (overrides the module's root for this dataset), for
 test specs only ``distortion`` (overrides the module-level test distortion for this set, e.g. one test entry per
 noise level), and for train / val specs only ``exclude`` (a list of this run's test-set names, or dataset specs,
-whose images leave the pool BEFORE its split: MSRA1K out of MSRA10K for MEnet; see ``overlap.py``). Every other key is a keyword of the dataset's builder; an unknown key is an error that
-names it and the keys the builder accepts.
+whose images leave the pool BEFORE its split: MSRA1K out of MSRA10K for MEnet; see ``overlap.py``). Every other
+key is a keyword of the dataset's builder; an unknown key is an error that names it and the keys the builder
+accepts.
 
 A builder is ``builder(ctx: BuildContext, **spec_keys) -> torch Dataset`` whose samples follow the contract in
 ``salseg.data``; register one with :func:`register_dataset`.
@@ -16,23 +17,25 @@ from __future__ import annotations
 import importlib
 import inspect
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
+from ..tracking import env_global_rank
+from .coco import build_coco
 from .collate import collate_samples
 from .distortions import Distortion, build_distortion
-from .shapes import SHAPE_NAMES, ShapesDataset
-from .coco import build_coco
 from .overlap import IdentityIndex, TestOverlapError, dataset_identities, find_overlap, identities
+from .shapes import SHAPE_NAMES, ShapesDataset
 from .sod import SOD_BUILDERS
 from .transforms import JointTransform, build_transform
-from ..tracking import env_global_rank
 from .voc import build_voc
+
 
 class UnpaddedDistributedSampler(DistributedSampler):
     """Rank r gets indices r, r + N, r + 2N, ...: every sample exactly once over the N processes.

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -95,7 +95,8 @@ class LabelledSegDataset(Dataset, abc.ABC):
             self._fill = dataset_mean_colour(view, max_samples=self.mean_samples)
         return self._fill
 
-    def sample(self, index: int, transform: JointTransform, distort: bool = False) -> tuple[Raw, dict[str, torch.Tensor]]:
+    def sample(self, index: int, transform: JointTransform,
+               distort: bool = False) -> tuple[Raw, dict[str, torch.Tensor]]:
         raw = self.load(index)
         cm = raw.class_map
         obj = ((cm > 0) & (cm != IGNORE)).astype(np.uint8)

@@ -12,7 +12,7 @@ The default fill is the dataset's mean colour (``dataset_mean_colour``); any (3,
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -28,8 +28,9 @@ smaller than ``train_size + val_size`` the counts become the same fractions of t
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -16,7 +16,8 @@ ImageNet-normalised), ``mask`` float32 (1, S, S) in {0, 1}, ``class_mask`` int64
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch

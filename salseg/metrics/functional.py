@@ -18,14 +18,14 @@ it is min-max normalised to [0, 1]. The threshold curves quantise that map as ``
 Curve order: every curve has 256 entries in DESCENDING threshold order. Entry ``i`` is the threshold ``255 - i``
 (quantised map, PySOD) or ``(255 - i) / 255`` (MATLAB curve); the last entry is "everything is foreground".
 
-How it is computed. A map's pixels are seen as :class:`Group` s: the prediction values of a set of pixels (GT
-foreground or background, whole image or one S-measure quadrant) with their multiplicities. For a uint8 map (the
-usual case: saved PNGs, the evaluation callback) a group is the 256 possible levels with a histogram of counts,
-built by ``bincount`` of a joint (level, gt) code; every level's normalised value is computed with exactly the
-float64 operations PySOD applies per pixel, so thresholds and quantisation are bit-identical, and beyond
-one pass of histogramming (plus the S-measure's centroid and quadrant counts) F, E, S and MAE cost O(256) work. For a float map a group is simply the pixel values (multiplicity 1); the
-same formulas serve both, and the tests check that uint8 ``k`` and float ``k / 255`` agree to ~1e-15. Sums are
-then taken in a different order than numpy's, so values differ from PySOD in the last bits only.
+How it is computed. A map's pixels are seen as :class:`Group` s: the prediction values of a set of pixels (GT foreground
+or background, whole image or one S-measure quadrant) with their multiplicities. For a uint8 map (the usual case: saved
+PNGs, the evaluation callback) a group is the 256 possible levels with a histogram of counts, built by ``bincount`` of a
+joint (level, gt) code; every level's normalised value is computed with exactly the float64 operations PySOD applies per
+pixel, so thresholds and quantisation are bit-identical, and beyond one pass of histogramming (plus the S-measure's
+centroid and quadrant counts) F, E, S and MAE cost O(256) work. For a float map a group is simply the pixel values
+(multiplicity 1); the same formulas serve both, and the tests check that uint8 ``k`` and float ``k / 255`` agree to
+~1e-15. Sums are then taken in a different order than numpy's, so values differ from PySOD in the last bits only.
 
 Where it runs: numpy float64 on the CPU for the 256-entry tables and every float sum (a table operation costs
 ~1 us in numpy against ~5-10 us of torch call overhead, and a map needs a few hundred of them); the per-pixel
@@ -42,8 +42,8 @@ weighted F-measure needs the CPU anyway. The metric classes move the resulting s
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -177,12 +177,12 @@ class Group:
         hit = self.values >= t
         return float(np.count_nonzero(hit)) if self.counts is None else float(self.counts[hit].sum())
 
-    def union(self, other: "Group") -> "Group":
+    def union(self, other: Group) -> Group:
         if self.counts is not None and other.counts is not None and self.values is other.values:
             return Group(self.values, self.counts + other.counts)
         return Group(np.concatenate([self._expanded(), other._expanded()]))
 
-    def complement(self) -> "Group":
+    def complement(self) -> Group:
         """Values 1 - v (S_object of the background)."""
         return Group(1 - self.values, self.counts)
 

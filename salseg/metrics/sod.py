@@ -26,8 +26,8 @@ where the per-image MAE, S-measure and adaptive F agree to ~1e-13 and maxF_pr to
 from __future__ import annotations
 
 from abc import abstractmethod
-
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -100,7 +100,7 @@ class _SODMetric(Metric):
         """Add precomputed per-image statistics (see :class:`StatsBatch`)."""
         self.update(StatsBatch(stats))
 
-    def merge_state(self, incoming_state: "dict[str, Tensor] | Metric") -> None:
+    def merge_state(self, incoming_state: dict[str, Tensor] | Metric) -> None:
         """Add another metric's states (sums and counts) to this one's, e.g. from another data shard.
 
         Goes through ``update`` so that torchmetrics' bookkeeping (update count, cached result) stays right.
@@ -333,11 +333,12 @@ class SODMetrics(MetricCollection):
         fm, pr = self["fm"].compute(), self["pr_matlab"].compute()
         return {
             "pr": {"precision": fm["precision"].tolist(), "recall": fm["recall"].tolist()},
-            "pr_matlab": {"precision": pr["precision"].tolist(), "recall": pr["recall"].tolist(), "f": pr["f"].tolist()},
+            "pr_matlab": {"precision": pr["precision"].tolist(), "recall": pr["recall"].tolist(),
+                          "f": pr["f"].tolist()},
             "f": fm["f"].tolist(),
         }
 
-    def merge_state(self, other: "SODMetrics") -> None:
+    def merge_state(self, other: SODMetrics) -> None:
         """Add another collection's states (e.g. computed on another shard of the data) to this one's."""
         for name, metric in self.items(keep_base=True, copy_state=False):
             metric.merge_state(other[name])

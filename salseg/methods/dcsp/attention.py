@@ -1,9 +1,10 @@
 """DCSP's class attention (paper 004): a fully convolutional multi-label classifier.
 
-The trunk of a backbone (its convolutional part at ``output_stride``: ``salseg.backbones.build_trunk``) gives features; a 1x1 convolution turns them into one map per
-class; the image-level logits are the global AVERAGE of each class map, trained with sigmoid cross-entropy on the
-image-level labels. At cue time the class maps themselves are the attention: computed at the scales {1, 0.75, 0.5}
-of the input, resized, max-fused and min-max normalised per class (``cues.fuse_attention``).
+The trunk of a backbone (its convolutional part at ``output_stride``: ``salseg.backbones.build_trunk``) gives features;
+a 1x1 convolution turns them into one map per class; the image-level logits are the global AVERAGE of each class map,
+trained with sigmoid cross-entropy on the image-level labels. At cue time the class maps themselves are the attention:
+computed at the scales {1, 0.75, 0.5} of the input, resized, max-fused and min-max normalised per class
+(``cues.fuse_attention``).
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ class ImageClassifier(nn.Module):
 
         self.channels_last = False
 
-    def use_channels_last(self) -> "ImageClassifier":
+    def use_channels_last(self) -> ImageClassifier:
         """NHWC weights and inputs (oneDNN's and cuDNN's fast layout; the same logits up to float rounding). The
         input images keep their layout: the gradient the descent reads comes back in it."""
         self.backbone.to(memory_format=torch.channels_last)

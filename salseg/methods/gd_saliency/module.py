@@ -28,8 +28,8 @@ import zlib
 from collections.abc import Sequence
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_warn
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
