@@ -532,6 +532,11 @@ class SaliencyDataModule(LightningDataModule):
 
     # ------------------------------------------------------------------------------------------ info
     @property
+    def train_spec(self) -> _Spec | None:
+        """The parsed training spec (``dataset``, ``kwargs``, ``root``, ...), or None without ``data.train``."""
+        return self._train_spec
+
+    @property
     def num_classes(self) -> int | None:
         """K of a ``shapes`` training set (None for class-free datasets)."""
         spec = self._train_spec or (self._test_specs[0] if self._test_specs else None)

@@ -240,7 +240,7 @@ class DCSP(L.LightningModule):
         """What the cues of a round depend on (besides this run's weights): a cache made otherwise is stale."""
         hp = self.hparams
         dm = self.trainer.datamodule
-        spec = dm._train_spec
+        spec = dm.train_spec
         settings = {"round": round_, "train": {"dataset": spec.dataset, **spec.kwargs}, "image_size": dm.image_size,
                     "num_classes": hp.num_classes, "attention_scales": list(hp.attention_scales)}
         if round_ == 0:
