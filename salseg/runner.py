@@ -41,7 +41,7 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from salseg.callbacks.evaluation import SODEvaluation
+    from salseg.callbacks.evaluation import MapEvaluation
     from salseg.callbacks.guards import NonFiniteLossGuard
 
     start = time.time()
@@ -53,7 +53,7 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
         raise ConfigError("data.test names no test dataset: every run ends by testing (e.g. data.test="
                           "{shapes: {dataset: shapes, split: test}})")
     model = registry.build_model(container["model"])
-    trainable = bool(getattr(model, "trainable", True)) and not container["test_only"]
+    trainable = bool(model.trainable) and not container["test_only"]
     # A test set smaller than the number of processes leaves some process without a batch: the evaluation
     # callback copes (metric states are reduced over all processes), so let Lightning allow it.
     model.allow_zero_length_dataloader_with_multiple_devices = True
@@ -69,7 +69,7 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
         print(f"[salseg] run {container['name']} -> {run_dir}")
 
     loggers = tracking.make_loggers(container, run_dir)
-    evaluation = SODEvaluation(run_dir, save_maps=container["save_maps"],
+    evaluation = MapEvaluation(run_dir, save_maps=container["save_maps"],
                                log_images=container["logger"].get("log_images", True))
     callbacks = [evaluation, model_kind_stamp(container["model"]["kind"])]
     if trainable:
@@ -134,7 +134,7 @@ def load_for_test(cls, ckpt_path: str, model_cfg: dict):
     """The checkpoint's model, with the config's values for the keys the method lists in ``test_time_hparams``
     (settings that only change how it is tested, e.g. GD saliency's number of steps T); every other
     hyper-parameter is the checkpoint's own, so the weights always fit."""
-    keys = set(getattr(cls, "test_time_hparams", ()))
+    keys = set(cls.test_time_hparams)
     return cls.load_from_checkpoint(ckpt_path, **{k: v for k, v in model_cfg.items() if k in keys})
 
 

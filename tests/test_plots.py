@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 
 from salseg import plots
-from salseg.callbacks.evaluation import SODEvaluation
+from salseg.callbacks.evaluation import MapEvaluation
 
 
 def test_grid_has_a_column_per_map(tmp_path):
@@ -22,7 +22,7 @@ def test_grid_has_a_column_per_map(tmp_path):
 def test_evaluation_collects_every_map_for_the_same_images(tmp_path):
     import torch
 
-    cb = SODEvaluation(tmp_path, grid_size=3)
+    cb = MapEvaluation(tmp_path, grid_size=3)
     batch = {"image": torch.rand(2, 3, 8, 8), "name": ["a", "b"]}
     gts = [torch.zeros(8, 8), torch.ones(8, 8)]
     for step in range(2):  # two batches of 2: the grid keeps the first 3 images, for both maps

@@ -5,7 +5,6 @@ import csv
 import json
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 import torch
 from torch import nn
@@ -13,6 +12,7 @@ from torch import nn
 from salseg import registry
 from salseg.cli import main
 from salseg.config import ConfigError, compose
+from salseg.methods.base import SalsegMethod
 from salseg.robustness import expand_test_specs, parse_variances, robustness_config, run_robustness
 from salseg.runner import run
 
@@ -123,7 +123,7 @@ def test_a_crashed_study_leaves_no_results(tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("results.json")) and not list(tmp_path.rglob("metrics.json"))
 
 
-class TwoMapNet(pl.LightningModule):
+class TwoMapNet(SalsegMethod):
     """A small trainable model returning two maps (like MEnet's "ce" and "metric"): trained once, tested on all."""
 
     fits = 0

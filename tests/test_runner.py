@@ -6,13 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 import torch
 from torch import nn
 
 from salseg import registry
 from salseg.config import compose
+from salseg.methods.base import SalsegMethod
 from salseg.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def test_missing_dataset_root_names_the_path_and_layout(tmp_path, monkeypatch):
     assert not list((tmp_path / "runs").rglob("metrics.json"))
 
 
-class TinySaliencyNet(pl.LightningModule):
+class TinySaliencyNet(SalsegMethod):
     """A small trainable saliency model used to exercise fit / checkpoint / resume through the runner."""
 
     def __init__(self, lr: float = 0.05):

@@ -71,7 +71,7 @@ def labels_at_gt_resolution(outputs: torch.Tensor, gts: list[torch.Tensor]) -> l
     return out
 
 
-class SODEvaluation(Callback):
+class MapEvaluation(Callback):
     def __init__(self, out_dir: str | Path, grid_size: int = 6, save_maps: bool = False, log_images: bool = True):
         self.out_dir = Path(out_dir)
         self.grid_size = grid_size
@@ -102,11 +102,11 @@ class SODEvaluation(Callback):
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self.dataset_names = self._names(trainer)
         self.metrics, self.map_names, self.segmentation_metrics = {}, [], {}
-        self.binary_maps = set(getattr(pl_module, "binary_maps", ()) or ())
-        self.semantic_maps = set(getattr(pl_module, "semantic_maps", ()) or ())
+        self.binary_maps = set(pl_module.binary_maps or ())
+        self.semantic_maps = set(pl_module.semantic_maps or ())
         self.semantic_metrics = {}
         # the segmentation classes, background first (e.g. DCSP's ["background", "aeroplane", ...])
-        self.class_names = list(getattr(pl_module, "class_names", None) or []) if self.semantic_maps else []
+        self.class_names = list(pl_module.class_names or []) if self.semantic_maps else []
         if self.semantic_maps and not self.class_names:
             raise AttributeError(f"{type(pl_module).__name__} returns semantic maps {sorted(self.semantic_maps)} "
                                  f"but has no class_names (background first)")
@@ -222,7 +222,7 @@ class SODEvaluation(Callback):
             for ds in self.dataset_names
         }
         flat: dict[str, float] = {}
-        run_scores = {k: float(v) for k, v in (getattr(pl_module, "run_scores", None) or {}).items()}
+        run_scores = {k: float(v) for k, v in (pl_module.run_scores or {}).items()}
         for (map_name, dataset), metric in self.semantic_metrics.items():
             if self.counts[dataset] == 0:
                 raise RuntimeError(f"test set {dataset!r} produced no batch: nothing to score")
@@ -232,7 +232,7 @@ class SODEvaluation(Callback):
             prefix = f"test/{dataset}" if map_name == self.primary_map else f"test/{dataset}/{map_name}"
             flat.update({f"{prefix}/{k}": v for k, v in values.items() if not math.isnan(v)})  # NaN: a class never seen
         # per-test-set scores of the method itself (GD: its classifiers' top-1 / top-5 errors, paper 002 Table 1)
-        method_scores = {ds: dict(pl_module.test_scores(i)) if hasattr(pl_module, "test_scores") else {}
+        method_scores = {ds: dict(pl_module.test_scores(i))
                          for i, ds in enumerate(self.dataset_names)}
         for (map_name, dataset), metric in self.metrics.items():
             if self.counts[dataset] == 0:

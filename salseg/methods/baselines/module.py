@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import lightning as L
 import numpy as np
 import torch
+
+from salseg.methods.base import SalsegMethod
 
 from .region_contrast import DEFAULTS, region_contrast_saliency
 
@@ -59,7 +60,7 @@ def _to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 
-class RegionContrast(L.LightningModule):
+class RegionContrast(SalsegMethod):
     """Region Contrast saliency (Cheng et al., CVPR 2011 / TPAMI 2015) as a LightningModule.
 
     Keyword arguments are those of

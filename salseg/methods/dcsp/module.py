@@ -51,13 +51,13 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from salseg.methods.base import SalsegMethod
 from salseg.metrics.segmentation import SemanticSegmentationScores
 from salseg.validation import one_of
 
@@ -106,7 +106,7 @@ def class_names_for(spec: str | Sequence[str] | None, num_classes: int) -> list[
     return names
 
 
-class DCSP(L.LightningModule):
+class DCSP(SalsegMethod):
     """Keyword arguments = the keys of ``configs/model/dcsp.yaml``."""
 
     test_time_hparams = ("test_scales", "test_fusion", "test_flip", "crf", "crf_iterations", "crf_kernels")

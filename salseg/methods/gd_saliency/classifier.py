@@ -24,7 +24,6 @@ Top-1 and top-5 error (paper 002 Table 1) are logged on the validation set (``va
 
 from __future__ import annotations
 
-import lightning as L
 import torch
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
@@ -40,6 +39,7 @@ from salseg.backbones import (  # noqa: F401  (re-exported: the classifiers' wei
     input_normalization,
 )
 from salseg.data.masking import dataset_mean_colour, mask_objects, masking_region
+from salseg.methods.base import SalsegMethod
 from salseg.schedules import module_milestones
 from salseg.validation import one_of
 
@@ -164,7 +164,7 @@ def optimizer_with_milestones(groups: list[dict], hp, module=None):
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-class GDClassifier(L.LightningModule):
+class GDClassifier(SalsegMethod):
     """CNN1 / CNN2 / CNN3 (``cnn``) over backbone ``backbone`` with ``num_classes`` = N object classes."""
 
     trainable = True

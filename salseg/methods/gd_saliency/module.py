@@ -27,12 +27,12 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 
-import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from salseg.methods.base import SalsegMethod
 from salseg.validation import one_of
 
 from .classifier import (
@@ -66,7 +66,7 @@ _NEEDS = {"CNN1": {"CNN1"}, "CNN2": {"CNN2"}, "CNN3": {"CNN3"}, "CNN2+3": {"CNN2
           "gradient": set()}
 
 
-class GDSaliencyMethod(L.LightningModule):
+class GDSaliencyMethod(SalsegMethod):
     """Keyword arguments = the keys of ``configs/model/gd_saliency.yaml``."""
 
     trainable = True  # False with finetune: none (set in __init__)

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import lightning as L
 import torch
 
+from salseg.methods.base import SalsegMethod
 from salseg.schedules import module_milestones
 from salseg.validation import one_of
 
@@ -43,7 +43,7 @@ PRIMARY_MAPS = ("ce", "metric")
 SCHEDULES = ("multistep", "onecycle")
 
 
-class MEnet(L.LightningModule):
+class MEnet(SalsegMethod):
     """Keyword arguments = the keys of ``configs/model/menet.yaml`` (see :class:`MEnetNetwork` for the network
     ones, :class:`~salseg.methods.menet.loss.MEnetLoss` for the loss ones).
 
