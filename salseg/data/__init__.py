@@ -41,8 +41,8 @@ _EXPORTS = {
     "mask_objects": "masking", "dataset_mean_colour": "masking",
     "collate_samples": "collate",
     # data module and registry
-    "SaliencyDataModule": "datamodule", "DATASETS": "datamodule", "register_dataset": "datamodule",
-    "BuildContext": "datamodule", "builder_keys": "datamodule",
+    "SaliencyDataModule": "datamodule", "DATASETS": "registry", "BuildContext": "registry",
+    "builder_keys": "registry", "build_shapes": "shapes",
 }
 
 __all__ = sorted(_EXPORTS)

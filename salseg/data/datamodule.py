@@ -1,23 +1,17 @@
-"""``SaliencyDataModule``: datasets from config specs, the loaders, and the dataset registry.
+"""``SaliencyDataModule``: datasets from config specs, and their loaders and samplers.
 
 A dataset spec is a dict ``{dataset: <name>, split: ..., <builder keys>...}``. Keys handled here for every
-dataset: ``dataset`` (a name in :data:`DATASETS`), ``root`` (overrides the module's root for this dataset), for
-test specs only ``distortion`` (overrides the module-level test distortion for this set, e.g. one test entry per
-noise level), and for train / val specs only ``exclude`` (a list of this run's test-set names, or dataset specs,
-whose images leave the pool BEFORE its split: MSRA1K out of MSRA10K for MEnet; see ``overlap.py``). Every other
-key is a keyword of the dataset's builder; an unknown key is an error that names it and the keys the builder
-accepts.
-
-A builder is ``builder(ctx: BuildContext, **spec_keys) -> torch Dataset`` whose samples follow the contract in
-``salseg.data``; register one with :func:`register_dataset`.
+dataset: ``dataset`` (a name in :data:`salseg.data.registry.DATASETS`), ``root`` (overrides the module's root for
+this dataset), for test specs only ``distortion`` (overrides the module-level test distortion for this set, e.g.
+one test entry per noise level), and for train / val specs only ``exclude`` (a list of this run's test-set names,
+or dataset specs, whose images leave the pool BEFORE its split: MSRA1K out of MSRA10K for MEnet; see
+``overlap.py``). Every other key is a keyword of the dataset's builder; an unknown key is an error that names it
+and the keys the builder accepts (``registry.py``).
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,14 +21,13 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from ..tracking import env_global_rank
-from .coco import build_coco
 from .collate import collate_samples
-from .distortions import Distortion, build_distortion
-from .overlap import IdentityIndex, TestOverlapError, dataset_identities, find_overlap, identities
-from .shapes import SHAPE_NAMES, ShapesDataset
+from .distortions import build_distortion
+from .overlap import IdentityIndex, TestOverlapError, dataset_identities, find_overlap
+from .registry import BuildContext, check_keys, lookup
+from .shapes import SHAPE_NAMES
 from .sod import SOD_BUILDERS
-from .transforms import JointTransform, build_transform
-from .voc import build_voc
+from .transforms import build_transform
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
@@ -68,149 +61,6 @@ class EpochSeededRandomSampler(RandomSampler):
 
 class SpecError(ValueError):
     """A dataset spec in the config is wrong (unknown dataset or key, wrong type); the message names it."""
-
-
-ROLES = ("train", "val", "test")
-RESERVED_KEYS = ("dataset", "root", "distortion", "exclude")
-
-
-@dataclass
-class BuildContext:
-    """What a dataset builder gets besides its own spec keys."""
-
-    dataset: str  # the registry name
-    root: Path  # data root (the module's, or the spec's ``root``)
-    role: str  # train / val / test: train = augmentation, no gt; val/test = resize only + gt; test = distortion
-    image_size: int | None  # network input side S; None = native size
-    augment: dict | None = None
-    distortion_spec: dict | None = None
-    seed: int = 0
-    split: str = "?"
-    extra: dict = field(default_factory=dict)
-    exclude: IdentityIndex | None = None  # images to leave out before the split (``exclude:``)
-    excluded: list = field(default_factory=list)  # (image, the test image it matched) pairs that were left out
-
-    def drop_excluded(self, pairs: list) -> list:
-        """``pairs`` (with ``.stem`` and ``.image``) minus those whose image is in ``exclude`` (stem or pixels)."""
-        if self.exclude is None:
-            return pairs
-        ids = identities(self.dataset, [(p.stem, p.image) for p in pairs], progress=f"hashing {self.dataset}")
-        keep = []
-        for p, ident in zip(pairs, ids):
-            hit = self.exclude.find(ident)
-            if hit is None:
-                keep.append(p)
-            else:
-                self.excluded.append((str(p.image), hit.path or hit.stem))
-        return keep
-
-    @property
-    def train(self) -> bool:
-        return self.role == "train"
-
-    @property
-    def with_gt(self) -> bool:
-        return self.role != "train"
-
-    def transform(self) -> JointTransform:
-        return build_transform(self.image_size, self.train, self.augment)
-
-    def distortion(self) -> Distortion | None:
-        return build_distortion(self.distortion_spec, self.seed) if self.role == "test" else None
-
-
-def build_shapes(
-    ctx: BuildContext,
-    split: str = "train",
-    size: int | None = None,
-    num_classes: int = 4,
-    image_size: int = 128,
-    seed: int = 0,
-    max_objects: int = 3,
-    min_objects: int = 1,
-    min_radius: float = 0.05,
-    max_radius: float = 0.28,
-    camouflage: float = 0.3,
-    clutter: float = 1.0,
-    cache: bool = False,
-) -> ShapesDataset:
-    """The embedded ``shapes`` dataset. ``image_size`` is the NATIVE generation size (gt size); the module's
-    ``image_size`` is the network input. ``size`` defaults to 1000 / 100 / 200 for train / val / test.
-    ``seed`` is the generation seed (independent of the run seed, so the test images never move).
-    ``cache``: keep rendered samples in memory after first use (see :class:`ShapesDataset`)."""
-    if size is None:
-        size = {"train": 1000, "val": 100, "test": 200}.get(split, 200)
-    return ShapesDataset(
-        split=split,
-        size=size,
-        num_classes=num_classes,
-        image_size=image_size,
-        seed=seed,
-        max_objects=max_objects,
-        min_objects=min_objects,
-        min_radius=min_radius,
-        max_radius=max_radius,
-        camouflage=camouflage,
-        clutter=clutter,
-        transform=ctx.transform(),
-        with_gt=ctx.with_gt,
-        distortion=ctx.distortion(),
-        name=ctx.dataset,
-        cache=bool(cache),
-    )
-
-
-DATASETS: dict[str, Callable[..., Dataset]] = {
-    "shapes": build_shapes, **SOD_BUILDERS, "voc": build_voc, "coco": build_coco}
-
-
-def register_dataset(name: str, builder: Callable[..., Dataset] | None = None, *, overwrite: bool = False):
-    """Add ``builder`` under ``name`` (usable as a decorator: ``@register_dataset("voc")``)."""
-
-    def add(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
-        if name in DATASETS and DATASETS[name] is not fn and not overwrite:
-            raise ValueError(f"dataset {name!r} is already registered ({DATASETS[name].__qualname__})")
-        DATASETS[name] = fn
-        return fn
-
-    return add(builder) if builder is not None else add
-
-
-PLUGIN_MODULES = ("salseg.data.voc", "salseg.data.coco")
-_plugins_loaded = False
-
-
-def load_plugins() -> None:
-    """Import the optional dataset modules (VOC, COCO) once, so their ``register_dataset`` calls run.
-
-    A module that does not exist is skipped silently; one that fails to import (e.g. a missing optional
-    dependency) is skipped with a warning, so the SOD and shapes datasets keep working."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for mod in PLUGIN_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                warnings.warn(f"dataset module {mod} not loaded: {e}", stacklevel=2)
-        except Exception as e:  # noqa: BLE001 - keep the core datasets usable
-            warnings.warn(f"dataset module {mod} not loaded: {type(e).__name__}: {e}", stacklevel=2)
-
-
-def builder_keys(name: str) -> list[str]:
-    """The spec keys dataset ``name`` accepts (reserved keys first, then its builder's keywords)."""
-    return list(RESERVED_KEYS) + _builder_params(DATASETS[name])[0]
-
-
-def _builder_params(fn: Callable) -> tuple[list[str], list[str]]:
-    """(accepted keyword names, required keyword names) of a builder, excluding its first (ctx) parameter."""
-    params = list(inspect.signature(fn).parameters.values())[1:]
-    accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    required = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-                and p.default is inspect.Parameter.empty]
-    return accepted, required
 
 
 def _plain(obj: Any) -> Any:
@@ -276,7 +126,6 @@ class SaliencyDataModule(LightningDataModule):
         allow_overlap: bool = False,
     ):
         super().__init__()
-        load_plugins()
         train, val, test = _plain(train), _plain(val), _plain(test)
         augment, distortion = _plain(augment), _plain(distortion)
         self.root = Path(str(root)).expanduser()
@@ -346,10 +195,7 @@ class SaliencyDataModule(LightningDataModule):
                             f"{{dataset: ecssd, split: all}}, got {spec!r}")
         spec = dict(spec)
         ds = spec.pop("dataset", None)
-        if ds is None:
-            raise SpecError(f"data.{where}: the spec has no 'dataset' key; known datasets: {sorted(DATASETS)}")
-        if ds not in DATASETS:
-            raise SpecError(f"data.{where}: unknown dataset {ds!r}; known datasets: {sorted(DATASETS)}")
+        lookup(ds, where)
         root = Path(str(spec.pop("root"))).expanduser() if "root" in spec else self.root
         exclude = spec.pop("exclude", None) or []
         if exclude and role == "test":
@@ -364,16 +210,7 @@ class SaliencyDataModule(LightningDataModule):
             raise SpecError(f"data.{where}: 'distortion' applies to test sets only")
         if dist is not None:
             build_distortion(dist, self.seed)  # validate now
-        accepted, required = _builder_params(DATASETS[ds])
-        unknown = sorted(set(spec) - set(accepted))
-        if unknown:
-            raise SpecError(
-                f"data.{where} ({ds}): unknown key(s) {unknown}; the {ds} builder accepts "
-                f"{list(RESERVED_KEYS) + accepted}"
-            )
-        missing = [k for k in required if k not in spec]
-        if missing:
-            raise SpecError(f"data.{where} ({ds}): missing required key(s) {missing}")
+        check_keys(ds, spec, where)
         if name is None:
             name = ds
         return [_Spec(name=name, role=role, dataset=ds, kwargs=spec, root=root,
@@ -416,7 +253,7 @@ class SaliencyDataModule(LightningDataModule):
             split=str(spec.kwargs.get("split", "default")),
             exclude=self._exclusion_index(spec),
         )
-        ds = DATASETS[spec.dataset](ctx, **spec.kwargs)
+        ds = lookup(spec.dataset, spec.role)(ctx, **spec.kwargs)
         if spec.exclude:
             self._excluded[f"{spec.role} {spec.dataset if spec.name == spec.role else spec.name}"] = {
                 "count": len(ctx.excluded), "from": [str(r) for r in spec.exclude],

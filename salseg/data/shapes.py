@@ -382,3 +382,44 @@ class ShapesDataset(Dataset):
             sample["gt"] = torch.from_numpy((cm > 0).astype(np.uint8) * np.uint8(255))
             sample["gt_class"] = torch.from_numpy(np.ascontiguousarray(cm, dtype=np.uint8))  # for mIoU (DCSP)
         return sample
+
+
+def build_shapes(
+    ctx,
+    split: str = "train",
+    size: int | None = None,
+    num_classes: int = 4,
+    image_size: int = 128,
+    seed: int = 0,
+    max_objects: int = 3,
+    min_objects: int = 1,
+    min_radius: float = 0.05,
+    max_radius: float = 0.28,
+    camouflage: float = 0.3,
+    clutter: float = 1.0,
+    cache: bool = False,
+) -> ShapesDataset:
+    """The embedded ``shapes`` dataset. ``image_size`` is the NATIVE generation size (gt size); the module's
+    ``image_size`` is the network input. ``size`` defaults to 1000 / 100 / 200 for train / val / test.
+    ``seed`` is the generation seed (independent of the run seed, so the test images never move).
+    ``cache``: keep rendered samples in memory after first use (see :class:`ShapesDataset`)."""
+    if size is None:
+        size = {"train": 1000, "val": 100, "test": 200}.get(split, 200)
+    return ShapesDataset(
+        split=split,
+        size=size,
+        num_classes=num_classes,
+        image_size=image_size,
+        seed=seed,
+        max_objects=max_objects,
+        min_objects=min_objects,
+        min_radius=min_radius,
+        max_radius=max_radius,
+        camouflage=camouflage,
+        clutter=clutter,
+        transform=ctx.transform(),
+        with_gt=ctx.with_gt,
+        distortion=ctx.distortion(),
+        name=ctx.dataset,
+        cache=bool(cache),
+    )
