@@ -37,7 +37,7 @@ def test_a_schedule_that_cannot_be_kept_names_the_keys():
 
 
 def test_gd_classifier_milestones_follow_the_world_size():
-    from salseg.methods.gd_saliency.classifier import optimizer_with_milestones
+    from salseg.optim import optimizer_with_milestones
 
     hp = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0, "milestones": [100, 300],
           "gamma": 0.1}

@@ -14,7 +14,7 @@ One network (:class:`DCSPNet`: a backbone trunk, a class head and a DeepLab ASPP
 3. ``adapt_epochs`` (0 = no adapt round): the round-1 cues are the segmentation network's own multi-scale
    predictions restricted to each image's classes; training continues on them.
 
-The optimiser is the authors' SGD (``optimizer: adam``, AdamW, for networks trained from scratch on a CPU). The
+The optimiser is the authors' SGD (or ``optimizer: adamw`` for networks trained from scratch on a CPU). The
 learning rate follows the poly schedule (power ``poly_power``) within each phase, restarting at ``lr`` (the
 authors restart it for every stage); the heads get ``head_lr_mult`` x ``lr``. ``freeze_bn`` keeps
 the trunk's batch norm as pretrained (statistics AND scale/offset: the authors' ``is_training=False`` and their
@@ -59,6 +59,7 @@ from torch.utils.data import DataLoader
 
 from salseg.methods.base import SalsegMethod
 from salseg.metrics.segmentation import SemanticSegmentationScores
+from salseg.optim import OPTIMIZERS, build_optimizer, stepwise
 from salseg.validation import one_of
 
 from .attention import multilabel_loss, multiscale_attention
@@ -68,7 +69,6 @@ from .network import DCSPNet, multiscale_seg_scores
 
 PHASES = ("attention", "segmentation", "adapt")
 CLS_ON = ("segmentation", "class_head")
-OPTIMIZERS = ("sgd", "adam")  # sgd: the authors' (fine-tuning); adam (AdamW): networks trained from scratch on a CPU
 PAD_CUES = ("background", "ignore")  # the padding of a training crop's cue: the authors' 0 | DeepLab's 255
 TEST_FUSIONS = ("max", "mean")  # over test scales: max of the logits (the authors') | mean of the softmax
 
@@ -425,10 +425,7 @@ class DCSP(SalsegMethod):
         groups = [{"params": trunk, "lr": hp.lr},
                   {"params": self.net.head_parameters(), "lr": hp.lr * hp.head_lr_mult}]
         groups = [g for g in groups if g["params"]]  # a frozen trunk has none
-        if hp.optimizer == "adam":
-            optimizer = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-        else:
-            optimizer = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        optimizer = build_optimizer(hp.optimizer, groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
         per_epoch = max(1, math.ceil(self.trainer.estimated_stepping_batches / max(1, self.total_epochs)))
         bounds = np.cumsum([0, hp.attention_epochs, hp.seg_epochs, hp.adapt_epochs]) * per_epoch
 
@@ -438,8 +435,7 @@ class DCSP(SalsegMethod):
             length = max(1, bounds[k + 1] - bounds[k])
             return max(0.0, 1.0 - (step - bounds[k]) / length) ** hp.poly_power
 
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return stepwise(optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, poly))
 
     # ------------------------------------------------------------------------------------------ evaluation
     def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0):

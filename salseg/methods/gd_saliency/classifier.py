@@ -40,7 +40,7 @@ from salseg.backbones import (  # noqa: F401  (re-exported: the classifiers' wei
 )
 from salseg.data.masking import dataset_mean_colour, mask_objects, masking_region
 from salseg.methods.base import SalsegMethod
-from salseg.schedules import module_milestones
+from salseg.optim import OPTIMIZERS, optimizer_with_milestones
 from salseg.validation import one_of
 
 KINDS = ("CNN1", "CNN2", "CNN3")
@@ -141,27 +141,6 @@ def finetune_groups(net: nn.Module, head: nn.Module, finetune: str, lr: float, h
     body = [p for p in net.parameters() if p.requires_grad and id(p) not in head_ids]
     groups = [{"params": list(head.parameters()), "lr": lr * (head_lr_mult if finetune == "all_boost_last" else 1.0)}]
     return groups + ([{"params": body, "lr": lr}] if body else [])
-
-
-OPTIMIZERS = ("sgd", "adam")
-
-
-def optimizer_with_milestones(groups: list[dict], hp, module=None):
-    """``hp.optimizer`` (``sgd``: momentum and weight decay from ``hp``, the papers' fine-tuning; ``adam``: AdamW
-    with ``hp.weight_decay``, for classifiers trained from scratch) with an optional step-wise MultiStepLR at
-    ``hp.milestones``: iterations of one process, converted to this run's steps under DDP (``salseg.schedules``)
-    when ``module`` (the LightningModule, attached to its trainer) is given."""
-    name = hp.get("optimizer", "sgd")
-    one_of("model.optimizer", name, OPTIMIZERS)
-    if name == "sgd":
-        opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-    else:
-        opt = torch.optim.AdamW(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-    if not hp.milestones:
-        return opt
-    milestones = list(hp.milestones) if module is None else module_milestones(module, hp.milestones)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=hp.gamma)
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 class GDClassifier(SalsegMethod):

@@ -33,16 +33,15 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from salseg.methods.base import SalsegMethod
+from salseg.optim import OPTIMIZERS, optimizer_with_milestones
 from salseg.validation import one_of
 
 from .classifier import (
     FINETUNE,
-    OPTIMIZERS,
     build_classifier,
     cnn_inputs,
     finetune_groups,
     freeze_all_but_head,
-    optimizer_with_milestones,
     pretrained_classifier,
     training_mean_colour,
 )

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import torch
 
 from salseg.methods.base import SalsegMethod
-from salseg.schedules import module_milestones
+from salseg.optim import OPTIMIZERS, build_optimizer, multistep, one_cycle, stepwise
 from salseg.validation import one_of
 
 from .loss import METRIC_GRADS, MINING_LOSSES, MINING_SCORES, VARIANTS, MEnetLoss
@@ -37,7 +37,6 @@ from .saliency import authors_metric_saliency, ce_saliency, metric_saliency
 
 __all__ = ["MEnet"]
 
-OPTIMIZERS = ("sgd", "adam")
 METRIC_READOUTS = ("authors", "paper")
 PRIMARY_MAPS = ("ce", "metric")
 SCHEDULES = ("multistep", "onecycle")
@@ -175,17 +174,12 @@ class MEnet(SalsegMethod):
         and/or a one-cycle schedule over the run (``warmup`` = rising fraction), for short CPU runs from scratch
         (``menet_shapes``)."""
         hp = self.hparams
-        if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-        else:
-            opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        opt = build_optimizer(hp.optimizer, self.parameters(), lr=hp.lr, momentum=hp.momentum,
+                              weight_decay=hp.weight_decay)
         if hp.schedule == "multistep":
             # milestones are iterations of schedule_batch images on one process (the authors': 5), converted to
             # this run's optimiser steps so that devices x batch changes nothing in images seen (salseg.schedules)
-            milestones = module_milestones(self, hp.milestones, hp.get("schedule_batch"))
-            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=hp.gamma)
+            sched = multistep(opt, hp.milestones, hp.gamma, self, hp.get("schedule_batch"))
         else:
-            total = int(self.trainer.estimated_stepping_batches)
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=max(total, 2),
-                                                        pct_start=hp.warmup, cycle_momentum=False)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+            sched = one_cycle(opt, self.trainer.estimated_stepping_batches, hp.lr, hp.warmup)
+        return stepwise(opt, sched)
