@@ -46,7 +46,14 @@ def _build(table: dict[str, str], spec: dict[str, Any], group: str):
     unknown = sorted(set(spec) - set(accepted))
     if unknown and not takes_var_kw:
         raise BuildError(f"{group} ({kind}): unknown keys {unknown}; {cls.__name__} accepts {accepted}")
-    return cls(**spec)
+    try:
+        return cls(**spec)
+    except ValueError as err:
+        # a bad config value (e.g. one_of's "model.optimizer must be one of ...") is the user's error: one line,
+        # the same text. ValueError subclasses (data and checkpoint errors) keep their own type.
+        if type(err) is not ValueError:
+            raise
+        raise BuildError(str(err)) from err
 
 
 def build_datamodule(spec: dict[str, Any]):

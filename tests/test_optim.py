@@ -42,3 +42,10 @@ def test_multistep_without_a_trainer_keeps_the_milestones_and_steps_every_optimi
         opt.step()
         conf["lr_scheduler"]["scheduler"].step()
     assert lrs == pytest.approx([0.1, 0.1, 0.01, 0.001])
+
+
+def test_a_bad_config_value_reaches_the_user_as_the_registrys_one_line_build_error():
+    from salseg import registry
+
+    with pytest.raises(registry.BuildError, match=r"^model\.optimizer must be one of .*got 'rmsprop'$"):
+        registry.build_model({"kind": "menet", "optimizer": "rmsprop"})
