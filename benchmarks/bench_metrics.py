@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
               f"scoring x{figures['ratio_scoring']:.1f}; max |difference| of the 9 shared values: "
               f"{figures['max_abs_diff']:.2e}")
     if args.json:
-        from salseg.evaluate import write_json
+        from salseg.atomic import write_json
 
         write_json(args.json, figures)
     return 0

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from salseg import plots, tracking
+from salseg.atomic import write_json
 from salseg.config import (
     ConfigError,
     Variant,
@@ -166,6 +167,6 @@ def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "abl
         plots.metric_bars(shown, [m for m in metrics
                                   if m != "MAE" and not m.endswith("_error") and any(m in r for r in shown.values())],
                           out / "metrics.png", title=f"{name}: {main}")
-    tracking.write_json_atomic(out / "results.json", {kind: name, "results": rows, "runs": run_dirs})
+    write_json(out / "results.json", {kind: name, "results": rows, "runs": run_dirs})
     print("\n" + (out / "table.md").read_text())
     print(f"[salseg] {kind} outputs in {out}")

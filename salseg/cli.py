@@ -46,7 +46,8 @@ def _cmd_robust(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from salseg.evaluate import evaluate_folders, format_table, write_json
+    from salseg.atomic import write_json
+    from salseg.evaluate import evaluate_folders, format_table
 
     result = evaluate_folders(args.pred, args.gt, allow_missing=args.allow_missing, num_workers=args.workers)
     print(f"{result['n_images']} images: {args.pred} against {args.gt}")
@@ -128,14 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _quiet_known_noise()
-    from salseg.config import ConfigError
-    from salseg.data.datamodule import SpecError
-    from salseg.data.io import DataError
-    from salseg.registry import BuildError
+    from salseg.errors import SalsegError
 
     try:
         return args.func(args)
-    except (ConfigError, BuildError, SpecError, DataError, FileNotFoundError) as err:
+    except (SalsegError, FileNotFoundError) as err:
         # Errors about the user's input: one clear line, not a traceback.
         print(f"salseg: error: {err}", file=sys.stderr)
         return 2

@@ -16,6 +16,8 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+from salseg.errors import SalsegError
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
 EXPERIMENT_DIR = ROOT / "experiments"
@@ -36,7 +38,7 @@ BASE = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(SalsegError, ValueError):
     """A configuration problem, phrased for the person who wrote the YAML or the override."""
 
 

@@ -10,6 +10,8 @@ import importlib
 import inspect
 from typing import Any
 
+from salseg.errors import SalsegError
+
 # kind -> "module:Class" (imported lazily so that `salseg --help` stays fast)
 DATA_MODULES = {
     "saliency": "salseg.data.datamodule:SaliencyDataModule",
@@ -23,7 +25,7 @@ MODELS = {
 }
 
 
-class BuildError(ValueError):
+class BuildError(SalsegError, ValueError):
     pass
 
 

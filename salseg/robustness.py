@@ -33,9 +33,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +43,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from salseg import tracking
+from salseg.atomic import atomic_write_bytes, atomic_write_text, write_json
 from salseg.config import ConfigError, compose
 
 # Not stated in the paper (see the module docstring): this suite's defaults.
@@ -337,17 +336,6 @@ def _n_images(run_dir: Path) -> dict:
 
 # ------------------------------------------------------------------------------------------ outputs
 # Rows are keyed by a tuple: (map,) for one model, (method, map) for a comparison.
-def _write_atomic(path: Path, data: str | bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _metric_columns(rows: Mapping) -> list[str]:
     present = {m for per_ds in rows.values() for per_c in per_ds.values() for row in per_c.values() for m in row}
     return [m for m in TABLE_METRICS if m in present]
@@ -460,7 +448,7 @@ def plot_f_vs_noise(lines_: Mapping, path: Path, title: str = "", metric: str = 
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    _write_atomic(Path(path), buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     return Path(path)
 
 
@@ -481,11 +469,11 @@ def write_outputs(out: Path, name: str, key_names: Sequence[str], rows: Mapping,
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").unlink(missing_ok=True)  # complete only once everything below is written
     md = format_markdown(name, key_names, rows, lines_, study, header)
-    _write_atomic(out / "table.csv", _table_csv(key_names, rows, study))
-    _write_atomic(out / "f_vs_noise.csv", _curves_csv(key_names, lines_))
-    _write_atomic(out / "table.md", md)
+    atomic_write_text(out / "table.csv", _table_csv(key_names, rows, study))
+    atomic_write_text(out / "f_vs_noise.csv", _curves_csv(key_names, lines_))
+    atomic_write_text(out / "table.md", md)
     plot_f_vs_noise(lines_, out / "f_vs_noise.png", title=f"{name}: max F against AWGN variance")
-    tracking.write_json_atomic(out / "results.json", {
+    write_json(out / "results.json", {
         **doc,
         "status": "complete",
         "datasets": list(study["datasets"]),

@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from salseg import registry, tracking
+from salseg.atomic import write_json
 from salseg.config import ConfigError, resolve
 
 
@@ -110,9 +111,8 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
     result = RunResult(run_dir=run_dir, metrics=evaluation.results, curves=evaluation.curves,
                        seconds=time.time() - start)
     if trainer.is_global_zero:
-        tracking.write_json_atomic(run_dir / "curves.json", evaluation.curves)
-        tracking.write_json_atomic(run_dir / "metrics.json",
-                                   _metrics_document(container, evaluation, result, datamodule))
+        write_json(run_dir / "curves.json", evaluation.curves)
+        write_json(run_dir / "metrics.json", _metrics_document(container, evaluation, result, datamodule))
         _print_summary(container["name"], evaluation)
     tracking.finish_loggers(loggers)
     return result

@@ -7,15 +7,12 @@ extra process; those processes must write into the directory rank 0 chose, so th
 
 from __future__ import annotations
 
-import json
 import netrc
 import os
 import secrets
 import socket
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 RUN_DIR_ENV = "SALSEG_RUN_DIR"
 WANDB_HOST = "api.wandb.ai"
@@ -87,21 +84,6 @@ def prepare_run_dir(runs_dir: str | Path, name: str, resume: bool = False) -> Pa
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
     return run_dir
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write JSON so that a reader never sees half a file (tmp file in the same folder + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _has_wandb_credentials() -> bool:

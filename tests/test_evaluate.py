@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from salseg.atomic import write_json
 from salseg.evaluate import (
     ImageReadError,
     evaluate_arrays,
@@ -17,7 +18,6 @@ from salseg.evaluate import (
     fit_to_gt,
     format_table,
     read_gray,
-    write_json,
 )
 from salseg.metrics import METRIC_KEYS, SODMetrics
 

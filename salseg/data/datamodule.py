@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
+from ..errors import SalsegError
 from ..tracking import env_global_rank
 from .collate import collate_samples
 from .distortions import build_distortion
@@ -59,7 +60,7 @@ class EpochSeededRandomSampler(RandomSampler):
         self.generator.manual_seed(self.seed + epoch)
 
 
-class SpecError(ValueError):
+class SpecError(SalsegError, ValueError):
     """A dataset spec in the config is wrong (unknown dataset or key, wrong type); the message names it."""
 
 

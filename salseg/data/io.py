@@ -29,11 +29,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile
 
+from ..errors import SalsegError
+
 IMAGE_EXTS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MASK_EXTS: tuple[str, ...] = (".png", ".bmp", ".tif", ".tiff", ".gif")
 
 
-class DataError(ValueError):
+class DataError(SalsegError, ValueError):
     """A data set on disk is not what the loader expects (unpaired file, size mismatch, bad split...)."""
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tracking import write_json_atomic
+from ..atomic import write_json
 from .io import DataError
 
 THUMB = 8
@@ -113,7 +113,7 @@ def _folder_records(files: Sequence[Path], progress: str | None) -> dict[Path, d
                     bar.update()
         if bar is not None:
             bar.close()
-        write_json_atomic(cache, {"folder": str(folder), **cached})
+        write_json(cache, {"folder": str(folder), **cached})
     return out
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,19 +21,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from salseg.atomic import atomic_write_bytes
+from salseg.errors import SalsegError
 
-class StaleCueCache(RuntimeError):
+
+class StaleCueCache(SalsegError, RuntimeError):
     pass
 
 
 def fingerprint(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 class CueCache:
@@ -74,7 +70,7 @@ class CueCache:
             raise ValueError(f"cue of {name}: expected an (H, W) map of values 0..255, got shape {cues.shape}")
         buf = io.BytesIO()
         Image.fromarray(cues.astype(np.uint8), mode="L").save(buf, format="PNG")
-        _atomic_write(self.path(name), buf.getvalue())
+        atomic_write_bytes(self.path(name), buf.getvalue(), fsync=False)  # one per training image: no flush each
 
     def finish(self) -> None:
         missing = [n for n in self.names if not self.path(n).is_file()]
@@ -94,4 +90,4 @@ class CueCache:
 
     def _write_manifest(self, complete: bool) -> None:
         doc = {"fingerprint": self.key, "settings": self.settings, "names": self.names, "complete": complete}
-        _atomic_write(self.root / "manifest.json", json.dumps(doc, indent=1).encode())
+        atomic_write_bytes(self.root / "manifest.json", json.dumps(doc, indent=1).encode())

@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from salseg import registry
+from salseg.errors import SalsegError
 
 SALIENCY_KINDS = ("menet", "gd_saliency", "region_contrast")
 
 
-class SaliencyCheckpointError(ValueError):
+class SaliencyCheckpointError(SalsegError, ValueError):
     pass
 
 

@@ -1,0 +1,83 @@
+"""One base class for the user's errors (salseg.errors.SalsegError): each keeps its builtin base, and the CLI prints
+every one as one line on stderr with exit status 2."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from salseg import cli
+from salseg.backbones.weights import WeightsNotFound
+from salseg.config import ConfigError
+from salseg.data.datamodule import SpecError
+from salseg.data.io import CorruptFileError, DataError, MissingDataError, SizeMismatchError, UnpairedFileError
+from salseg.data.overlap import TestOverlapError
+from salseg.errors import SalsegError
+from salseg.evaluate import ImageReadError
+from salseg.methods.dcsp.cache import StaleCueCache
+from salseg.methods.dcsp.saliency_source import SaliencyCheckpointError
+from salseg.registry import BuildError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Each user error with the builtin base that callers (and the tests) catch it by.
+USER_ERRORS = [
+    (ConfigError, ValueError),
+    (BuildError, ValueError),
+    (SpecError, ValueError),
+    (DataError, ValueError),
+    (CorruptFileError, ValueError),
+    (SizeMismatchError, ValueError),
+    (UnpairedFileError, ValueError),
+    (MissingDataError, FileNotFoundError),
+    (TestOverlapError, ValueError),
+    (ImageReadError, ValueError),
+    (SaliencyCheckpointError, ValueError),
+    (StaleCueCache, RuntimeError),
+    (WeightsNotFound, FileNotFoundError),
+]
+
+
+@pytest.mark.parametrize("cls, builtin", USER_ERRORS, ids=[c.__name__ for c, _ in USER_ERRORS])
+def test_every_user_error_is_a_salseg_error_and_keeps_its_builtin_base(cls, builtin):
+    err = cls("bad input")
+    assert isinstance(err, SalsegError) and isinstance(err, builtin)
+    with pytest.raises(builtin, match="bad input"):
+        raise err
+
+
+@pytest.mark.parametrize("cls", [c for c, _ in USER_ERRORS], ids=[c.__name__ for c, _ in USER_ERRORS])
+def test_cli_prints_a_salseg_error_as_one_line_with_status_2(cls, monkeypatch, capsys):
+    def fail(args):
+        raise cls("model.weights: no file x.pth")
+
+    monkeypatch.setattr(cli, "_cmd_list", fail)
+    assert cli.main(["list"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "salseg: error: model.weights: no file x.pth\n" and captured.out == ""
+
+
+def test_cli_lets_a_programming_error_through(monkeypatch):
+    def fail(args):
+        raise ValueError("a bug, not the user's input")
+
+    monkeypatch.setattr(cli, "_cmd_list", fail)
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main(["list"])
+
+
+def test_eval_of_a_corrupt_map_is_one_line(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "gt" / "a.png")
+    (tmp_path / "pred" / "a.png").write_bytes(b"not a png")
+    proc = subprocess.run([sys.executable, "-m", "salseg", "eval", "--pred", str(tmp_path / "pred"), "--gt",
+                           str(tmp_path / "gt"), "--workers", "0"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("salseg: error: cannot read image ") and "a.png" in proc.stderr
