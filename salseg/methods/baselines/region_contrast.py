@@ -98,6 +98,8 @@ from scipy import ndimage as _ndi
 from skimage import color as _skcolor
 from skimage import segmentation as _skseg
 
+from salseg.maps import minmax_normalize_array
+
 __all__ = [
     "DEFAULTS",
     "as_uint8_rgb",
@@ -429,14 +431,6 @@ def region_contrast(
     return sal
 
 
-def _minmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    lo, hi = float(x.min()), float(x.max())
-    if not hi > lo:
-        return np.zeros(x.shape, dtype=np.float32)
-    return ((x - lo) / (hi - lo)).astype(np.float32)
-
-
 def blur3(sal: np.ndarray) -> np.ndarray:
     """The final smoothing of the authors' code, cv::GaussianBlur(sal, sal, Size(3, 3), 0).
 
@@ -504,7 +498,7 @@ def region_contrast_saliency(image, *, return_regions: bool = False, **params):
         p["spatial_distance"],
         center_w,
     )
-    sal = _minmax(reg_sal)[labels]
+    sal = minmax_normalize_array(reg_sal).astype(np.float32)[labels]
     if p["blur"]:
         sal = blur3(sal)
     return (sal, labels) if return_regions else sal
@@ -542,4 +536,4 @@ def histogram_contrast(
         wgt = (t - dnn)[ok] / ((m - 1) * t[ok])
         smoothed[ok] = (wgt * sal[nn[ok]]).sum(1)
         sal = smoothed
-    return _minmax(sal)[idx]
+    return minmax_normalize_array(sal).astype(np.float32)[idx]

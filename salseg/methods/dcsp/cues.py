@@ -36,6 +36,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from salseg.maps import minmax_normalize
+
 BACKGROUND = 0
 IGNORE = 255
 SOURCES = ("both", "attention", "saliency")
@@ -90,9 +92,7 @@ def fuse_attention(per_scale: Sequence[torch.Tensor], size: tuple[int, int]) -> 
     if len(shapes) != 1:
         raise ValueError(f"every scale must give (B, C, h, w) maps with the same B and C, got {sorted(shapes)}")
     fused = F.interpolate(fuse_scales(per_scale), size=size, mode="bilinear", align_corners=False)
-    lo = fused.amin(dim=(2, 3), keepdim=True)
-    hi = fused.amax(dim=(2, 3), keepdim=True)
-    return torch.where(hi > lo, (fused - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(fused))
+    return minmax_normalize(fused, 2, floor=1e-12)
 
 
 def fuse_scales(per_scale: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from salseg.maps import minmax_normalize
+
 COSTS = ("F1", "F2", "F3", "clamped")
 NORMALIZATIONS = ("max", "l2", "none")
 GRAD_NORMS = ("per_channel", "per_image", "none")  # per_channel: the authors' code
@@ -145,11 +147,7 @@ def minmax(g: Tensor, per: str = "per_channel") -> Tensor:
     constant slice becomes 0."""
     if per == "none":
         return g
-    flat = g.flatten(2) if per == "per_channel" else g.flatten(1)
-    lo, hi = flat.amin(-1, keepdim=True), flat.amax(-1, keepdim=True)
-    rng = hi - lo
-    out = torch.where(rng > 0, (flat - lo) / rng.clamp_min(torch.finfo(g.dtype).tiny), torch.zeros_like(flat))
-    return out.view_as(g)
+    return minmax_normalize(g, 2 if per == "per_channel" else 1)
 
 
 def normalize_maps(s: Tensor, how: str = "max") -> Tensor:

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from skimage import color, morphology, segmentation
 
+from salseg.maps import minmax_normalize_array
+
 RECIPES = ("authors", "paper")
 
 
@@ -49,11 +51,6 @@ def _hw(saliency) -> np.ndarray:
     if s.ndim != 2:
         raise ValueError(f"expected one saliency map (H, W), got shape {np.shape(saliency)}")
     return s.astype(np.float64)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    lo, hi = float(x.min()), float(x.max())
-    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
 
 def slic_superpixels(image, n_segments: int = 100, compactness: float = 10.0) -> np.ndarray:
@@ -81,7 +78,7 @@ def global_color_contrast(image, labels: np.ndarray) -> np.ndarray:
     means = np.stack([np.bincount(flat, weights=lab[:, c]) / counts for c in range(3)], 1)  # (K, 3)
     present = np.bincount(flat) > 0
     dist = np.linalg.norm(means[:, None, :] - means[None, :, :], axis=-1) * present[None, :]
-    return _unit(dist.sum(1))[labels]
+    return minmax_normalize_array(dist.sum(1))[labels]
 
 
 def graythresh(s: np.ndarray) -> float:
@@ -130,11 +127,12 @@ def refine(saliency, image, *, recipe: str = "authors", n_segments: int = 100, c
     contrast = global_color_contrast(rgb, labels)
     if recipe == "authors":
         level = graythresh(s) * otsu_factor * s.max()  # level1 = graythresh(curMap) * levelamp * maxGrad
-        smoothed = _unit(superpixel_mean(np.where(s > level, s, 0.0), labels))
-        refined = np.clip(_unit(smoothed * (contrast + alpha)) * gain, 0.0, 1.0)  # min-max before x1.7 and the cut
+        smoothed = minmax_normalize_array(superpixel_mean(np.where(s > level, s, 0.0), labels))
+        # min-max before x1.7 and the cut
+        refined = np.clip(minmax_normalize_array(smoothed * (contrast + alpha)) * gain, 0.0, 1.0)
         refined[refined <= theta] = 0.0  # the authors keep grad_mean_norm > 0.2
     else:
-        s = _unit(s)
-        smoothed = _unit(superpixel_mean(np.maximum(s - theta, 0.0), labels))
-        refined = _unit(np.maximum(smoothed * (alpha + contrast) - theta, 0.0))
+        s = minmax_normalize_array(s)
+        smoothed = minmax_normalize_array(superpixel_mean(np.maximum(s - theta, 0.0), labels))
+        refined = minmax_normalize_array(np.maximum(smoothed * (alpha + contrast) - theta, 0.0))
     return {"smoothed": smoothed, "lowlevel": contrast, "refined": refined, "labels": labels}

@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from salseg.maps import minmax_normalize
+
 
 def ce_saliency(logits: torch.Tensor) -> torch.Tensor:
     """(B,2,H,W) logits -> (B,1,H,W) foreground probability in [0,1]."""
@@ -33,13 +35,8 @@ def ce_saliency(logits: torch.Tensor) -> torch.Tensor:
 
 
 def minmax_per_image(s: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """(B,1,H,W) -> each image scaled to [0,1]; constant images -> 0."""
-    b = s.shape[0]
-    flat = s.reshape(b, -1)
-    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    rng = hi - lo
-    out = torch.where(rng > eps, (flat - lo) / rng.clamp(min=eps), torch.zeros_like(flat))
-    return out.reshape_as(s)
+    """(B,1,H,W) -> each image scaled to [0,1]; an image whose range is at most ``eps`` -> 0."""
+    return minmax_normalize(s, 1, min_range=eps, floor=eps)
 
 
 def _unit(f: torch.Tensor, normalize: bool) -> torch.Tensor:
