@@ -77,7 +77,7 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 def compare(port_maps: Path, data: Path, size: int | None = None, params: dict | None = None,
             save_maps: Path | None = None) -> dict:
     """Scores of salseg's RC and of the port's maps on ``data`` (see the module docstring)."""
-    from salseg.callbacks.evaluation import to_gt_resolution
+    from salseg.callbacks.scorers import to_gt_resolution
     from salseg.data.io import read_image
     from salseg.data.transforms import JointTransform
     from salseg.methods.baselines import RegionContrast

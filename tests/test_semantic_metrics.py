@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from salseg.callbacks.evaluation import labels_at_gt_resolution
+from salseg.callbacks.scorers import labels_at_gt_resolution
 from salseg.metrics.segmentation import SemanticSegmentationScores
 
 NAMES = ["background", "cat", "dog", "cow"]

@@ -1,4 +1,4 @@
-"""Test-time evaluation of saliency maps: every SOD metric per test dataset, PR-curve PNG, image grid.
+"""Test-time evaluation of every map a method returns, per test dataset: scores, PR-curve PNG, image grid.
 
 Contract with the methods: ``test_step`` returns ``{map_name: (B,1,h,w) float in [0,1]}`` (native-size batches: a
 list of (1,h,w) maps, one per image); the first entry is
@@ -8,15 +8,17 @@ ground-truth size (bilinear) and quantised to 8 bits as if saved to PNG, so that
 ``compute()``; the evaluation loaders do not repeat samples (see ``SaliencyDataModule``), so N processes score
 exactly the images one process would.
 
-A method whose ``binary_maps`` property names some of its maps (binary segmentations, e.g. GD saliency's
-``X_segmentation``) also gets ``segF`` and ``Jaccard`` for those (:class:`BinarySegmentationScores`), beside the
-SOD metrics.
+Each map is scored by the scorer of its kind (:mod:`salseg.callbacks.scorers`), chosen by the method's declared
+map sets (:class:`salseg.methods.base.SalsegMethod`). A method whose ``binary_maps`` names some of its maps (binary
+segmentations, e.g. GD saliency's ``X_segmentation``) also gets ``segF`` and ``Jaccard`` for those
+(:class:`~salseg.callbacks.scorers.BinaryScorer`), beside the SOD metrics.
 
-A method whose ``semantic_maps`` property names some of its outputs (semantic segmentations, e.g. DCSP's) returns
+A method whose ``semantic_maps`` names some of its outputs (semantic segmentations, e.g. DCSP's) returns
 for each either class scores (B, C, h, w) float, upsampled bilinearly to the ORIGINAL ground-truth size before the
 argmax, or labels (B, h, w) int64, resized by nearest neighbour; they are scored against ``batch["gt_class"]``
 (0 background, c + 1 class c, 255 ignored) with mIoU, pixel accuracy and the IoU of every class
-(:class:`SemanticSegmentationScores`; class names from the method's ``class_names``), instead of the SOD metrics.
+(:class:`~salseg.callbacks.scorers.SemanticScorer`; class names from the method's ``class_names``), instead of the
+SOD metrics.
 The method's ``run_scores`` (e.g. DCSP's training-cue mIoU) are added to every semantic map's results.
 """
 
@@ -28,47 +30,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import Callback
 
 from salseg import plots
-from salseg.metrics import SODMetrics
-from salseg.metrics.segmentation import (
-    BinarySegmentationScores,
-    SemanticSegmentationScores,
-)
-
-
-def to_gt_resolution(maps: torch.Tensor, gts: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Resize each (1,h,w) map to its GT's (H,W) and quantise to uint8 (the PNG a toolbox would read)."""
-    out = []
-    for m, gt in zip(maps, gts):
-        m = m.float()
-        if m.shape[-2:] != gt.shape[-2:]:
-            m = F.interpolate(m[None], size=tuple(gt.shape[-2:]), mode="bilinear", align_corners=False)[0]
-        out.append((m[0].clamp(0, 1) * 255).round().to(torch.uint8))
-    return out
-
-
-def labels_at_gt_resolution(outputs: torch.Tensor, gts: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Semantic outputs -> one (H, W) int64 label map per image at its GT's size: class scores (B, C, h, w) are
-    upsampled bilinearly and then arg-maxed; labels (B, h, w) are resized by nearest neighbour."""
-    out = []
-    for o, gt in zip(outputs, gts):
-        size = tuple(gt.shape[-2:])
-        if o.is_floating_point():
-            if o.ndim != 3:
-                raise ValueError(f"semantic scores must be (B, C, h, w), got an item of shape {tuple(o.shape)}")
-            if o.shape[-2:] != size:
-                o = F.interpolate(o[None].float(), size=size, mode="bilinear", align_corners=False)[0]
-            out.append(o.argmax(0))
-        else:
-            if o.ndim != 2:
-                raise ValueError(f"semantic labels must be (B, h, w) integers, got an item of shape {tuple(o.shape)}")
-            if o.shape != size:
-                o = F.interpolate(o[None, None].float(), size=size, mode="nearest")[0, 0]
-            out.append(o.long())
-    return out
+from salseg.callbacks.scorers import scorer_for
 
 
 class MapEvaluation(Callback):
@@ -80,9 +45,7 @@ class MapEvaluation(Callback):
         self.results: dict[str, dict[str, dict[str, float]]] = {}  # map -> dataset -> metric -> value
         self.curves: dict[str, dict[str, Any]] = {}  # map -> dataset -> curves
         self.counts: dict[str, int] = {}
-        self.metrics: dict[tuple[str, str], SODMetrics] = {}
-        self.segmentation_metrics: dict[tuple[str, str], BinarySegmentationScores] = {}
-        self.semantic_metrics: dict[tuple[str, str], SemanticSegmentationScores] = {}
+        self.scorers: dict[str, Any] = {}  # map -> its scorer (salseg.callbacks.scorers), for every test dataset
         self.map_names: list[str] = []  # in the order the method returns them: the first is the primary map
         self.dataset_names: list[str] = []
         self.grid: dict[str, dict] = {}  # dataset -> images, gts, names, preds {map name: maps}
@@ -101,10 +64,9 @@ class MapEvaluation(Callback):
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self.dataset_names = self._names(trainer)
-        self.metrics, self.map_names, self.segmentation_metrics = {}, [], {}
+        self.scorers, self.map_names = {}, []
         self.binary_maps = set(pl_module.binary_maps or ())
         self.semantic_maps = set(pl_module.semantic_maps or ())
-        self.semantic_metrics = {}
         # the segmentation classes, background first (e.g. DCSP's ["background", "aeroplane", ...])
         self.class_names = list(pl_module.class_names or []) if self.semantic_maps else []
         if self.semantic_maps and not self.class_names:
@@ -113,21 +75,14 @@ class MapEvaluation(Callback):
         self.grid = {}
         self.results, self.curves, self.counts = {}, {}, {}
 
-    def _metric(self, map_name: str, dataset: str, device):
-        if map_name not in self.map_names:
+    def _scorer(self, map_name: str, device):
+        if map_name not in self.scorers:
             # Create the metric for EVERY test dataset at once: under DDP each process must reduce the same
             # states in the same order, even a process that happened to get no image of some dataset.
             self.map_names.append(map_name)
-            for ds in self.dataset_names:
-                if map_name in self.semantic_maps:
-                    self.semantic_metrics[(map_name, ds)] = SemanticSegmentationScores(self.class_names).to(device)
-                    continue
-                self.metrics[(map_name, ds)] = SODMetrics().to(device)
-                if map_name in self.binary_maps:
-                    self.segmentation_metrics[(map_name, ds)] = BinarySegmentationScores().to(device)
-        if map_name in self.semantic_maps:
-            return self.semantic_metrics[(map_name, dataset)]
-        return self.metrics[(map_name, dataset)]
+            self.scorers[map_name] = scorer_for(map_name, self.dataset_names, device, self.binary_maps,
+                                                self.semantic_maps, self.class_names)
+        return self.scorers[map_name]
 
     def _agree_on_map_names(self, trainer, device) -> None:
         """Under DDP a process that got no batch at all has seen no map name: take rank 0's list, plus any
@@ -140,7 +95,7 @@ class MapEvaluation(Callback):
         dist.all_gather_object(lists, self.map_names)
         for names in lists:
             for name in names:
-                self._metric(name, self.dataset_names[0], device)
+                self._scorer(name, device)
 
     # -- per batch -----------------------------------------------------------------------------------
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
@@ -150,45 +105,14 @@ class MapEvaluation(Callback):
                 f"got {type(outputs).__name__}"
             )
         dataset = self.dataset_names[dataloader_idx]
-        gts = [g.to(pl_module.device) for g in batch["gt"]]
-        self.counts[dataset] = self.counts.get(dataset, 0) + len(gts)
+        self.counts[dataset] = self.counts.get(dataset, 0) + len(batch["gt"])
         for i, (map_name, maps) in enumerate(outputs.items()):
-            if map_name in self.semantic_maps:
-                self._semantic_batch(pl_module, map_name, dataset, maps, batch, first=i == 0)
-                continue
-            if isinstance(maps, (list, tuple)):  # native-size batches: one (1, h, w) map per image, own size
-                if len(maps) != len(gts) or any(m.ndim != 3 or m.shape[0] != 1 for m in maps):
-                    raise ValueError(f"test_step map {map_name!r}: expected {len(gts)} maps of shape (1,h,w), got "
-                                     f"{[tuple(m.shape) for m in maps]}")
-                maps = [m.detach() for m in maps]
-            elif maps.ndim != 4 or maps.shape[1] != 1 or maps.shape[0] != len(gts):
-                raise ValueError(f"test_step map {map_name!r}: expected shape (B=={len(gts)},1,h,w), "
-                                 f"got {tuple(maps.shape)}")
-            else:
-                maps = maps.detach()
-            preds = to_gt_resolution(maps, gts)
-            self._metric(map_name, dataset, pl_module.device).update(preds, gts)
-            if (map_name, dataset) in self.segmentation_metrics:
-                self.segmentation_metrics[(map_name, dataset)].update(preds, gts)
-            self._collect_grid(dataset, batch, map_name, preds, gts, first=i == 0)
+            scorer = self._scorer(map_name, pl_module.device)
+            preds, gts = scorer.prepare(maps, batch, dataset, pl_module.device)
+            scorer.update(dataset, preds, gts)
+            self._collect_grid(dataset, batch, map_name, *scorer.shown(preds, gts), first=i == 0)
             if self.save_maps:
-                self._write_maps(map_name, dataset, batch["name"], preds)
-
-    def _semantic_batch(self, pl_module, map_name: str, dataset: str, outputs, batch, first: bool) -> None:
-        if "gt_class" not in batch:
-            raise KeyError(f"semantic map {map_name!r}: the test set {dataset!r} gives no 'gt_class' (pixel class "
-                           f"labels); semantic segmentation is scored on VOC, COCO or shapes")
-        gts = [g.to(pl_module.device) for g in batch["gt_class"]]
-        if len(outputs) != len(gts):
-            raise ValueError(f"test_step semantic map {map_name!r}: {len(outputs)} outputs for {len(gts)} images")
-        # a list: one map per image, each at its own size (native-size batches)
-        labels = labels_at_gt_resolution([o.detach() for o in outputs], gts)
-        self._metric(map_name, dataset, pl_module.device).update(labels, gts)
-        palette = plots.label_palette()
-        self._collect_grid(dataset, batch, map_name, [palette[p.cpu().numpy()] for p in labels],
-                           [palette[g.cpu().numpy()] for g in gts], first=first)
-        if self.save_maps:
-            self._write_maps(map_name, dataset, batch["name"], [p.to(torch.uint8) for p in labels])
+                self._write_maps(map_name, dataset, batch["name"], scorer.saved(preds))
 
     def _collect_grid(self, dataset: str, batch, map_name: str, preds, gts, first: bool) -> None:
         """The first ``grid_size`` test images of ``dataset`` with every map of the run (one grid column each);
@@ -223,29 +147,11 @@ class MapEvaluation(Callback):
         }
         flat: dict[str, float] = {}
         run_scores = {k: float(v) for k, v in (pl_module.run_scores or {}).items()}
-        for (map_name, dataset), metric in self.semantic_metrics.items():
-            if self.counts[dataset] == 0:
-                raise RuntimeError(f"test set {dataset!r} produced no batch: nothing to score")
-            values = {k: float(v) for k, v in metric.compute().items()}
-            values.update(run_scores)
-            self.results.setdefault(map_name, {})[dataset] = values
-            prefix = f"test/{dataset}" if map_name == self.primary_map else f"test/{dataset}/{map_name}"
-            flat.update({f"{prefix}/{k}": v for k, v in values.items() if not math.isnan(v)})  # NaN: a class never seen
+        semantic = [sc for sc in self.scorers.values() if sc.kind == "semantic"]
+        self._score(semantic, dict.fromkeys(self.dataset_names, run_scores), flat)
         # per-test-set scores of the method itself (GD: its classifiers' top-1 / top-5 errors, paper 002 Table 1)
-        method_scores = {ds: dict(pl_module.test_scores(i))
-                         for i, ds in enumerate(self.dataset_names)}
-        for (map_name, dataset), metric in self.metrics.items():
-            if self.counts[dataset] == 0:
-                raise RuntimeError(f"test set {dataset!r} produced no batch: nothing to score")
-            values = metric.compute()  # reduces states across processes
-            values.update(method_scores.get(dataset, {}))
-            if (map_name, dataset) in self.segmentation_metrics:
-                segmentation = self.segmentation_metrics[(map_name, dataset)].compute()
-                values.update({k: float(v) for k, v in segmentation.items()})
-            self.results.setdefault(map_name, {})[dataset] = values
-            self.curves.setdefault(map_name, {})[dataset] = metric.curves()
-            prefix = f"test/{dataset}" if map_name == self.primary_map else f"test/{dataset}/{map_name}"
-            flat.update({f"{prefix}/{k}": float(v) for k, v in values.items()})
+        method_scores = {ds: dict(pl_module.test_scores(i)) for i, ds in enumerate(self.dataset_names)}
+        self._score([sc for sc in self.scorers.values() if sc.kind != "semantic"], method_scores, flat)
         # results in the order the method returns its maps (the primary map first)
         self.results = {m: self.results[m] for m in self.map_names if m in self.results}
         if not trainer.is_global_zero:
@@ -253,6 +159,22 @@ class MapEvaluation(Callback):
         for logger in trainer.loggers:
             logger.log_metrics(flat, step=trainer.global_step)
         self._write_plots(trainer)
+
+    def _score(self, scorers: list, extra: dict[str, dict], flat: dict[str, float]) -> None:
+        """Each scorer's values on each test set (then ``extra[dataset]``) into ``results``, its PR curves into
+        ``curves``, and the logged keys into ``flat``: the primary map as ``test/<dataset>/<metric>``."""
+        for scorer in scorers:
+            for dataset in self.dataset_names:
+                if self.counts[dataset] == 0:
+                    raise RuntimeError(f"test set {dataset!r} produced no batch: nothing to score")
+                values = scorer.compute(dataset, extra[dataset])  # reduces states across processes
+                self.results.setdefault(scorer.map_name, {})[dataset] = values
+                if scorer.has_curves:
+                    self.curves.setdefault(scorer.map_name, {})[dataset] = scorer.curves(dataset)
+                map_name = scorer.map_name
+                prefix = f"test/{dataset}" if map_name == self.primary_map else f"test/{dataset}/{map_name}"
+                flat.update({f"{prefix}/{k}": float(v) for k, v in values.items()
+                             if scorer.logs_nan or not math.isnan(v)})
 
     @property
     def primary_map(self) -> str | None:
