@@ -11,16 +11,19 @@ ImageNet-normalised), ``mask`` float32 (1, S, S) in {0, 1}, ``class_mask`` int64
   aspect jitter ``crop_ratio``, default none), resized to S x S, then a horizontal flip with probability 0.5 when
   ``hflip``. With ``crop_scale: [0.9, 1.0]`` and ``hflip: true`` this is MEnet's augmentation. Randomness comes
   from the torch global RNG (seeded per DataLoader worker by torch / Lightning's ``seed_everything``).
+* :func:`scale_flip_pad_crop`: DCSP's joint scale / mirror / pad / crop of an image and its cue (the authors'
+  DeepLab readers), applied by the method itself to native-size batches.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
@@ -160,3 +163,44 @@ def build_transform(size: int | None, train: bool, augment: Mapping[str, Any] | 
         crop_ratio=tuple(crop_ratio),
         hflip=bool(augment.get("hflip", False)),
     )
+
+
+def scale_flip_pad_crop(images: Sequence[torch.Tensor], cues: Sequence[torch.Tensor] | None,
+                        crop_size: int | None, scale_range: Sequence[float], hflip: bool,
+                        pad_value_image: Sequence[float], pad_label: int) -> tuple[list, list]:
+    """DCSP's training augmentation, as the authors' DeepLab readers (paper 004; ``image_reader_segment.py``):
+    images (each (3, H, W), any size) and their cues ((H, W) int), per image: a random scale s in ``scale_range``
+    (size int(s H) x int(s W), image bilinear, cue nearest), a mirror with probability 1/2 (``hflip``), padding at
+    the bottom and right to at least the crop (image: the colour ``pad_value_image``; cue: ``pad_label``), a
+    random ``crop_size`` crop (None: the image's own size). Returns (images (1, 3, crop, crop), cues (1, crop,
+    crop) int64, empty without cues). Random draws per image, in this order: the scale (when the range is not one
+    value), the mirror (when ``hflip``), the crop's row and column; all from the torch global RNG."""
+    # Hand-written: torchvision's RandomResizedCrop / RandomCrop draw differently and pad on other sides than the
+    # authors' TF readers (truncated scaled size, mirror before the padding, bottom / right padding).
+    lo, hi = scale_range
+    out_i, out_c = [], []
+    for k, img in enumerate(images):
+        img = img[None].float()
+        ch, cw = (int(crop_size),) * 2 if crop_size else tuple(img.shape[-2:])
+        cue = cues[k][None, None].to(img.device).float() if cues is not None else None
+        s = float(torch.empty(()).uniform_(lo, hi)) if hi > lo else float(lo)
+        h, w = (max(1, int(d * s)) for d in img.shape[-2:])      # tf.to_int32: truncation
+        if (h, w) != tuple(img.shape[-2:]):
+            img = F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False)
+            cue = F.interpolate(cue, size=(h, w), mode="nearest") if cue is not None else None
+        if hflip and bool(torch.rand(()) < 0.5):                # mirrored before the padding, as the authors
+            img = img.flip(-1)
+            cue = cue.flip(-1) if cue is not None else None
+        ph, pw = max(ch - h, 0), max(cw - w, 0)
+        if ph or pw:
+            fill = torch.tensor(list(pad_value_image), dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
+            canvas = fill.expand(1, 3, h + ph, w + pw).clone()
+            canvas[..., :h, :w] = img
+            img = canvas
+            cue = F.pad(cue, (0, pw, 0, ph), value=float(pad_label)) if cue is not None else None
+        y = int(torch.randint(0, img.shape[-2] - ch + 1, ()))
+        x = int(torch.randint(0, img.shape[-1] - cw + 1, ()))
+        out_i.append(img[..., y : y + ch, x : x + cw])
+        if cue is not None:
+            out_c.append(cue[:, 0, y : y + ch, x : x + cw].long())
+    return out_i, out_c

@@ -32,8 +32,9 @@ subtraction) and the cue with ``pad_cue`` (``background``: the authors' segment 
 Cues, validation and test run at the images' own size: images of one size are batched together, each size apart
 (padding them into one batch would change the scores near the padding and the ASPP's image pooling).
 
-Cues live under ``<run>/cues/round<k>/`` (or ``cue_dir``), written once and read by every later step, epoch and
-resumed run; their settings are fingerprinted, so a cache made with other settings is refused (``StaleCueCache``).
+Cues (made by :class:`.cue_builder.CueBuilder`) live under ``<run>/cues/round<k>/`` (or ``cue_dir``), written
+once and read by every later step, epoch and resumed run; their settings are fingerprinted, so a cache made with
+other settings is refused (``StaleCueCache``).
 The cues' own mIoU against the training ground truth (where the data has pixel labels; never used for training)
 is measured while they are made and reported as ``train_cues_mIoU`` / ``train_adapted_cues_mIoU``; pixels the
 cues leave unlabelled (255: the saliency-only cues of an image with several classes) are not scored.
@@ -49,22 +50,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from torch.utils.data import DataLoader
 
+from salseg.data.transforms import scale_flip_pad_crop
 from salseg.methods.base import SalsegMethod
 from salseg.metrics.segmentation import SemanticSegmentationScores
 from salseg.optim import OPTIMIZERS, build_optimizer, stepwise
 from salseg.validation import one_of
 
-from .attention import multilabel_loss, multiscale_attention
-from .cache import CueCache
-from .cues import AUTHORS_MEAN, BACKGROUND, HIDE_FILLS, IGNORE, SOURCES, adapted_cues, hierarchical_saliency, make_cues
+from .attention import multilabel_loss
+from .cue_builder import CueBuilder
+from .cues import AUTHORS_MEAN, BACKGROUND, HIDE_FILLS, IGNORE, SOURCES
 from .network import DCSPNet, multiscale_seg_scores
 
 PHASES = ("attention", "segmentation", "adapt")
@@ -166,8 +165,7 @@ class DCSP(SalsegMethod):
                 m.requires_grad_(False)
         self.val_scores = SemanticSegmentationScores(self.class_names)
         self.run_scores: dict[str, float] = {}
-        self._cues: CueCache | None = None
-        self._cue_round: int | None = None
+        self.cue_builder = CueBuilder(self)
 
     # ------------------------------------------------------------------------------------------ bookkeeping
     @property
@@ -232,168 +230,26 @@ class DCSP(SalsegMethod):
         return self
 
     # ------------------------------------------------------------------------------------------ cues
-    def _cue_root(self, round_: int) -> Path:
-        base = Path(self.hparams.cue_dir) if self.hparams.cue_dir else Path(self.trainer.default_root_dir) / "cues"
-        return base / f"round{round_}"
-
     def cue_settings(self, round_: int) -> dict:
         """What the cues of a round depend on (besides this run's weights): a cache made otherwise is stale."""
-        hp = self.hparams
-        dm = self.trainer.datamodule
-        spec = dm.train_spec
-        settings = {"round": round_, "train": {"dataset": spec.dataset, **spec.kwargs}, "image_size": dm.image_size,
-                    "num_classes": hp.num_classes, "attention_scales": list(hp.attention_scales)}
-        if round_ == 0:
-            settings.update(cue_source=hp.cue_source, background_threshold=hp.background_threshold)
-            if hp.cue_source != "attention":
-                ckpt = Path(str(hp.saliency_checkpoint)).expanduser()
-                settings.update(saliency_checkpoint=str(ckpt.resolve()),
-                                saliency_mtime=ckpt.stat().st_mtime if ckpt.is_file() else None,
-                                saliency_passes=int(hp.saliency_passes),
-                                saliency_thresholds=list(hp.saliency_thresholds)[: int(hp.saliency_passes) - 1],
-                                hide_fill=hp.hide_fill)
-                if hp.hide_fill == "dataset_mean":
-                    settings["pixel_mean"] = [round(float(v), 6) for v in hp.pixel_mean]
-        return settings
+        return self.cue_builder.settings(round_)
 
     def on_train_epoch_start(self) -> None:
         phase = self.phase(self.current_epoch)
         if phase != "attention":
-            self._ensure_cues(0 if phase == "segmentation" else 1)
-
-    def _ensure_cues(self, round_: int) -> None:
-        if self._cue_round == round_ and self._cues is not None:
-            return
-        strategy = self.trainer.strategy
-        cache = CueCache(self._cue_root(round_), self.cue_settings(round_))
-        if not cache.complete:
-            self._build_cues(cache, round_)
-            strategy.barrier()  # rank 0 has written the complete manifest: every process may now read it
-            cache = CueCache(self._cue_root(round_), self.cue_settings(round_))
-        self._cues, self._cue_round = cache, round_
-
-    @torch.no_grad()
-    def _build_cues(self, cache: CueCache, round_: int) -> None:
-        from salseg.data.collate import collate_samples
-        from salseg.data.datamodule import UnpaddedDistributedSampler
-
-        hp = self.hparams
-        strategy, dm = self.trainer.strategy, self.trainer.datamodule
-        dataset = dm.train_dataset
-        names = list(dataset.names)
-        if self.trainer.is_global_zero:
-            cache.begin(names)
-        strategy.barrier()
-        sampler = None
-        if self.trainer.world_size > 1:
-            sampler = UnpaddedDistributedSampler(dataset, num_replicas=self.trainer.world_size,
-                                                 rank=self.trainer.global_rank, shuffle=False)
-        loader = DataLoader(dataset, batch_size=hp.cue_batch_size, shuffle=False, sampler=sampler,
-                            num_workers=dm.num_workers, collate_fn=collate_samples)
-        source = None
-        if round_ == 0 and hp.cue_source != "attention":
-            from .saliency_source import SaliencySource
-
-            source = SaliencySource(hp.saliency_checkpoint, self.device)
-        scores = SemanticSegmentationScores(self.class_names).to(self.device)
-        was_training = self.net.training
-        self.net.eval()
-        silent = 0
-        what = "cues" if round_ == 0 else "adapted cues"
-        print(f"[salseg] dcsp: making the {what} of {len(dataset)} training images -> {cache.root}")
-        for batch in _progress(loader, what, enabled=self.trainer.progress_bar_callback is not None):
-            batch_names, labels = batch["name"], batch["labels"].to(self.device)
-            on_disk = all(cache.path(n).is_file() for n in batch_names)
-            if on_disk:  # a resumed build: these cues were made before the interruption (still scored below)
-                cues = [torch.from_numpy(np.array(Image.open(cache.path(n)))).long().to(self.device)
-                        for n in batch_names]
-            else:
-                cues = [None] * len(batch_names)
-                for idx, images in size_groups(batch["image"]):  # each image at its own size
-                    images, lab = images.to(self.device), labels[idx]
-                    if round_ == 0:
-                        made, n_silent = self._round0_cues(images, lab, [batch_names[i] for i in idx], source)
-                        silent += n_silent
-                    else:
-                        made = adapted_cues(multiscale_seg_scores(self.net, images, hp.attention_scales), lab)
-                    for j, i in enumerate(idx):
-                        cues[i] = made[j]
-                for name, cue in zip(batch_names, cues):
-                    cache.write(name, cue.cpu().numpy().astype(np.uint8))
-            n_images = len(batch_names)
-            truth = batch.get("class_mask")
-            has = batch.get("has_mask", torch.ones(n_images, dtype=torch.bool))
-            if truth is not None and bool(has.any()):
-                keep = [i for i in range(n_images) if bool(has[i])]
-                # a pixel the cues leave unlabelled (IGNORE: saliency-only cues of a several-class image) is not
-                # trained on, so it is not scored either
-                truths = [torch.where(cues[i] == IGNORE, IGNORE, truth[i].to(self.device)) for i in keep]
-                scores.update([torch.where(cues[i] == IGNORE, 0, cues[i]) for i in keep], truths)
-        self.net.train(was_training)
-        self.train(self.training)  # frozen batch norm stays frozen
-        strategy.barrier()
-        if self.trainer.is_global_zero:
-            cache.finish()
-        if int(scores.confmat.sum()) > 0 or self.trainer.world_size > 1:
-            try:
-                miou = float(scores.compute()["mIoU"])
-            except RuntimeError:  # no process had pixel labels
-                miou = float("nan")
-            key = "train_cues_mIoU" if round_ == 0 else "train_adapted_cues_mIoU"
-            self.run_scores[key] = miou
-            print(f"[salseg] dcsp: {what}: mIoU against the training ground truth {miou:.4f}"
-                  + (f"; {silent} present classes had no attention" if silent else ""))
-
-    def _round0_cues(self, images: torch.Tensor, labels: torch.Tensor, names: list[str], source) -> tuple:
-        """(cues (B, H, W), the number of silent classes) of equal-size images: attention + hierarchical saliency."""
-        hp = self.hparams
-        attention = (multiscale_attention(self.net, images, hp.attention_scales) if hp.cue_source != "saliency"
-                     else images.new_zeros(len(images), labels.shape[1], *images.shape[-2:]))
-        saliency = (hierarchical_saliency(source, images, hp.saliency_thresholds, hp.saliency_passes, hp.hide_fill,
-                                          hp.pixel_mean)
-                    if source is not None else torch.zeros_like(images[:, :1]))
-        result = make_cues(attention, saliency, labels, hp.background_threshold, names, hp.cue_source)
-        return result.cues, len(result.silent)
-
-    def _read_cues(self, names: Sequence[str]) -> list[torch.Tensor]:
-        return [torch.from_numpy(self._cues.read(n).astype(np.int64)) for n in names]
+            self.cue_builder.ensure(0 if phase == "segmentation" else 1)
 
     # ------------------------------------------------------------------------------------------ training
     def _augment(self, images: torch.Tensor | Sequence[torch.Tensor],
                  cues: torch.Tensor | Sequence[torch.Tensor] | None = None):
         """Images (each (3, H, W), any size) and their cues ((H, W) int) -> (B, 3, crop, crop) and (B, crop, crop)
-        int64, per image as the authors' readers: a random scale s in ``scale_range`` (size floor(s H) x floor(s W),
-        image bilinear, cue nearest), a mirror with probability 1/2 (``hflip``), padding at the bottom and right
-        to at least the crop (image: ``pixel_mean``; cue: ``pad_cue``), a random ``crop_size`` crop. Without a
-        ``crop_size`` the crop is the image's own size."""
+        int64, per image as the authors' readers (:func:`salseg.data.transforms.scale_flip_pad_crop`): a random
+        scale in ``scale_range``, a mirror (``hflip``), padding with ``pixel_mean`` / ``pad_cue``, a random
+        ``crop_size`` crop. Without a ``crop_size`` the crop is the image's own size."""
         hp = self.hparams
-        lo, hi = hp.scale_range
         pad_label = BACKGROUND if hp.pad_cue == "background" else IGNORE
-        out_i, out_c = [], []
-        for k, img in enumerate(images):
-            img = img[None].float()
-            ch, cw = (int(hp.crop_size),) * 2 if hp.crop_size else tuple(img.shape[-2:])
-            cue = cues[k][None, None].to(img.device).float() if cues is not None else None
-            s = float(torch.empty(()).uniform_(lo, hi)) if hi > lo else float(lo)
-            h, w = (max(1, int(d * s)) for d in img.shape[-2:])      # tf.to_int32: truncation
-            if (h, w) != tuple(img.shape[-2:]):
-                img = F.interpolate(img, size=(h, w), mode="bilinear", align_corners=False)
-                cue = F.interpolate(cue, size=(h, w), mode="nearest") if cue is not None else None
-            if hp.hflip and bool(torch.rand(()) < 0.5):                # mirrored before the padding, as the authors
-                img = img.flip(-1)
-                cue = cue.flip(-1) if cue is not None else None
-            ph, pw = max(ch - h, 0), max(cw - w, 0)
-            if ph or pw:
-                fill = torch.tensor(list(hp.pixel_mean), dtype=img.dtype, device=img.device).view(1, 3, 1, 1)
-                canvas = fill.expand(1, 3, h + ph, w + pw).clone()
-                canvas[..., :h, :w] = img
-                img = canvas
-                cue = F.pad(cue, (0, pw, 0, ph), value=float(pad_label)) if cue is not None else None
-            y = int(torch.randint(0, img.shape[-2] - ch + 1, ()))
-            x = int(torch.randint(0, img.shape[-1] - cw + 1, ()))
-            out_i.append(img[..., y : y + ch, x : x + cw])
-            if cue is not None:
-                out_c.append(cue[:, 0, y : y + ch, x : x + cw].long())
+        out_i, out_c = scale_flip_pad_crop(images, cues, hp.crop_size, hp.scale_range, hp.hflip, hp.pixel_mean,
+                                           pad_label)
         if len({tuple(t.shape) for t in out_i}) > 1:
             raise ValueError("model.crop_size=null keeps each image's own size, but this batch's images differ in "
                              "size: set model.crop_size (the authors: 321)")
@@ -402,7 +258,7 @@ class DCSP(SalsegMethod):
     def training_step(self, batch, batch_idx: int):
         phase = self.phase(self.current_epoch)
         labels = batch["labels"].float()
-        cues = self._read_cues(batch["name"]) if phase != "attention" else None
+        cues = self.cue_builder.read(batch["name"]) if phase != "attention" else None
         images, cues = self._augment(batch["image"], cues)
         if phase == "attention":
             cls_loss = multilabel_loss(self.net.pool(self.net.class_maps(images)), labels)  # the seg head idles
@@ -498,11 +354,3 @@ class DCSP(SalsegMethod):
     def predict_step(self, batch, batch_idx: int, dataloader_idx: int = 0):
         return self.test_step(batch, batch_idx, dataloader_idx)
 
-
-def _progress(iterable, what: str, enabled: bool = True):
-    """A progress bar over the cue batches, shown when the trainer shows its own."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        return iterable
-    return tqdm(iterable, desc=f"dcsp {what}", leave=False, disable=not enabled)
