@@ -13,6 +13,8 @@ architecture, or ``null`` (from scratch) -- only when the config says so.
 Fine-tune strategies of paper 001 (Sec. 4.1, Table 1), ``finetune``: ``all`` (every layer, one learning rate),
 ``all_boost_last`` (every layer, the new last layer at ``head_lr_mult`` x the rate), ``last`` (only the new last
 layer trains; the rest is frozen, batch norm statistics included).
+:class:`GDClassifier` (kind ``gd_classifier``) fine-tunes one classifier alone, ``GDSaliencyMethod`` each of its
+CNNs, both through the same functions below.
 
 Masking happens here, on the fly (so any saliency dataset, ``shapes`` included, serves CNN2/CNN3): every pixel
 whose class is not background, i.e. ``class_mask != 0`` where the batch has a class map -- VOC's void band (255)
@@ -23,6 +25,8 @@ Top-1 and top-5 error (paper 002 Table 1) are logged on the validation set (``va
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -126,12 +130,42 @@ def pretrained_classifier(backbone: str, weights: str | None) -> ImageClassifier
     return ImageClassifier(build_backbone(backbone, weights), *input_normalization(backbone))
 
 
+# One way to fine-tune a classifier (paper 001 Sec. 4.1), used by GDClassifier and by every CNN of
+# GDSaliencyMethod: build it (frozen but for its new last layer with ``last``), keep its frozen layers' batch-norm
+# statistics in train mode, measure the masked images' fill colour, and optimise it in per-strategy groups.
+def classifier_head(net: ImageClassifier, head_path: str) -> nn.Module:
+    """The new classification layer of ``net`` (a path into the backbone, so it is not registered twice)."""
+    return net.backbone.get_submodule(head_path)
+
+
+def finetuned_classifier(cnn: str, num_classes: int, backbone: str, weights: str | None,
+                         finetune: str) -> tuple[ImageClassifier, str]:
+    """:func:`build_classifier`, with everything but the new last layer frozen for ``finetune: last``."""
+    net, head_path = build_classifier(cnn, num_classes, backbone, weights)
+    if finetune == "last":
+        freeze_all_but_head(net, classifier_head(net, head_path))
+    return net, head_path
+
+
 def freeze_all_but_head(net: nn.Module, head: nn.Module) -> None:
     """Fine-tune strategy ``last``: only the new last layer trains."""
     for p in net.parameters():
         p.requires_grad_(False)
     for p in head.parameters():
         p.requires_grad_(True)
+
+
+def frozen_but_head_train_mode(net: nn.Module, head: nn.Module, mode: bool) -> None:
+    """``finetune: last`` after ``train(mode)``: the frozen layers keep their batch-norm statistics (eval), the
+    new last layer follows ``mode``."""
+    net.eval()
+    head.train(mode)
+
+
+def fill_if_unset(fill_colour: torch.Tensor, trainer, samples: int) -> None:
+    """An unset (NaN) fill colour becomes the mean colour of the training set (:func:`training_mean_colour`)."""
+    if torch.isnan(fill_colour).any():
+        fill_colour.copy_(training_mean_colour(trainer, samples).to(fill_colour))
 
 
 def finetune_groups(net: nn.Module, head: nn.Module, finetune: str, lr: float, head_lr_mult: float) -> list[dict]:
@@ -141,6 +175,13 @@ def finetune_groups(net: nn.Module, head: nn.Module, finetune: str, lr: float, h
     body = [p for p in net.parameters() if p.requires_grad and id(p) not in head_ids]
     groups = [{"params": list(head.parameters()), "lr": lr * (head_lr_mult if finetune == "all_boost_last" else 1.0)}]
     return groups + ([{"params": body, "lr": lr}] if body else [])
+
+
+def finetune_optimizer(classifiers: Iterable[tuple[nn.Module, nn.Module]], hp, module):
+    """One optimiser (``hp.optimizer``, milestones :func:`salseg.optim.optimizer_with_milestones`) over the
+    :func:`finetune_groups` of every (classifier, its new last layer) in ``classifiers``, in order."""
+    groups = [g for net, head in classifiers for g in finetune_groups(net, head, hp.finetune, hp.lr, hp.head_lr_mult)]
+    return optimizer_with_milestones(groups, hp, module)
 
 
 class GDClassifier(SalsegMethod):
@@ -163,9 +204,7 @@ class GDClassifier(SalsegMethod):
             raise ValueError(f"model.finetune={finetune!r} fine-tunes pretrained weights, but model.weights is null")
         self.save_hyperparameters()
         self.n_outputs = 2 * int(num_classes) if cnn == "CNN3" else int(num_classes)
-        self.net, self.head_path = build_classifier(cnn, num_classes, backbone, weights)
-        if finetune == "last":
-            freeze_all_but_head(self.net, self.head)
+        self.net, self.head_path = finetuned_classifier(cnn, num_classes, backbone, weights, finetune)
         self.register_buffer("fill_colour", torch.tensor(fill if fill is not None else [float("nan")] * 3,
                                                          dtype=torch.float32))
         k5 = min(5, self.n_outputs)
@@ -176,18 +215,17 @@ class GDClassifier(SalsegMethod):
     @property
     def head(self) -> nn.Linear:
         """The new classification layer (a path into the backbone, so it is not registered twice)."""
-        return self.net.backbone.get_submodule(self.head_path)
+        return classifier_head(self.net, self.head_path)
 
     # ------------------------------------------------------------------------------------------ data
     def on_fit_start(self) -> None:
-        if torch.isnan(self.fill_colour).any() and self.hparams.cnn != "CNN1":
-            self.fill_colour.copy_(training_mean_colour(self.trainer, self.hparams.fill_samples).to(self.fill_colour))
+        if self.hparams.cnn != "CNN1":
+            fill_if_unset(self.fill_colour, self.trainer, self.hparams.fill_samples)
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.hparams.finetune == "last":  # frozen layers keep their batch-norm statistics
-            self.net.eval()
-            self.head.train(mode)
+        if self.hparams.finetune == "last":
+            frozen_but_head_train_mode(self.net, self.head, mode)
         return self
 
     def inputs_and_targets(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,6 +255,4 @@ class GDClassifier(SalsegMethod):
             metric.reset()
 
     def configure_optimizers(self):
-        hp = self.hparams
-        return optimizer_with_milestones(finetune_groups(self.net, self.head, hp.finetune, hp.lr, hp.head_lr_mult), hp,
-                                         self)
+        return finetune_optimizer([(self.net, self.head)], self.hparams, self)
