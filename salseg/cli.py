@@ -9,8 +9,9 @@ import sys
 def _cmd_run(args) -> int:
     from omegaconf import OmegaConf
 
-    from salseg.config import comparison_entries, compose, load_comparison
+    from salseg.config import compose
     from salseg.runner import run
+    from salseg.studies.plan import comparison_entries, load_comparison
 
     comparison = load_comparison(args.name)
     if comparison is not None:  # e.g. quickstart: several experiments, one comparison table
@@ -71,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="train (when the method trains) and test one experiment")
-    r.add_argument("name", help="experiment name: a file experiments/<name>.yaml")
+    r.add_argument("name", help="experiment name: a file experiments/<name>.yaml"
+                   " or experiments/comparisons/<name>.yaml")
     r.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. trainer.max_epochs=3 data=ecssd")
     r.add_argument("--resume", action="store_true", help="continue the newest run of NAME from its last.ckpt")
     r.add_argument("--print-config", action="store_true", help="print the composed config and exit")

@@ -30,7 +30,6 @@ default, sigma 0.1), and every one of them can be changed (``--awgn``, ``--jpeg`
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import re
@@ -45,13 +44,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from salseg import tracking
 from salseg.atomic import atomic_write_bytes, atomic_write_text, write_json
 from salseg.config import ConfigError, compose
+from salseg.studies.report import SOD_METRICS, csv_text, metric_columns
 
 # Not stated in the paper (see the module docstring): this suite's defaults.
 AWGN_RANGE = (0.01, 0.1)  # Table II "AWGN (random strength)": variance ~ U[lo, hi] per image
 JPEG_RANGE = (10, 90)  # Table II "JPEG (random strength)": quality ~ U{lo, ..., hi} per image
 VARIANCES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1)  # Fig. 8's axis: fixed AWGN variances (clean = 0 is added)
 
-TABLE_METRICS = ("maxF", "meanF", "adpF", "maxF_pr", "MAE", "Sm", "maxEm", "wF")
 CURVE_METRICS = ("maxF", "maxF_pr", "MAE", "Sm")
 CONDITIONS = ("clean", "AWGN", "JPEG")
 OUT_DIR = "robustness"
@@ -225,12 +224,9 @@ def robustness_config(name: str, overrides: Iterable[str] = (), ckpt_path: str |
 
 
 def _comparison(name: str):
-    """``(compare block, entries)`` when ``experiments/<name>.yaml`` is a comparison file (e.g. quickstart), else
-    None."""
-    try:
-        from salseg.config import comparison_entries, load_comparison
-    except ImportError:  # a suite without comparison files
-        return None
+    """``(compare block, entries)`` when ``name`` is a comparison file (e.g. quickstart), else None."""
+    from salseg.studies.plan import comparison_entries, load_comparison
+
     cmp = load_comparison(name)
     return None if cmp is None else (cmp, comparison_entries)
 
@@ -338,7 +334,7 @@ def _n_images(run_dir: Path) -> dict:
 # Rows are keyed by a tuple: (map,) for one model, (method, map) for a comparison.
 def _metric_columns(rows: Mapping) -> list[str]:
     present = {m for per_ds in rows.values() for per_c in per_ds.values() for row in per_c.values() for m in row}
-    return [m for m in TABLE_METRICS if m in present]
+    return metric_columns(present, among=SOD_METRICS)
 
 
 def _condition_label(condition: str, study: Mapping) -> str:
@@ -391,27 +387,20 @@ def format_markdown(name: str, key_names: Sequence[str], rows: Mapping, lines_: 
 
 def _table_csv(key_names: Sequence[str], rows: Mapping, study: Mapping) -> str:
     metrics = _metric_columns(rows)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow([*key_names, "dataset", "condition", "strength", *metrics])
-    for key, per_ds in rows.items():
-        for ds, per_c in per_ds.items():
-            for c in CONDITIONS:
-                w.writerow([*key, ds, c, _condition_label(c, study),
-                            *[f"{per_c[c][m]:.6f}" if m in per_c[c] else "" for m in metrics]])
-    return buf.getvalue()
+    table = [[*key_names, "dataset", "condition", "strength", *metrics]]
+    table += [[*key, ds, c, _condition_label(c, study),
+               *[f"{per_c[c][m]:.6f}" if m in per_c[c] else "" for m in metrics]]
+              for key, per_ds in rows.items() for ds, per_c in per_ds.items() for c in CONDITIONS]
+    return csv_text(table, lineterminator="\n")
 
 
 def _curves_csv(key_names: Sequence[str], lines_: Mapping) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
     metrics = [m for m in CURVE_METRICS if all(m in c for per in lines_.values() for c in per.values())]
-    w.writerow([*key_names, "dataset", "variance", *metrics])
-    for key, per_ds in lines_.items():
-        for ds, curve in per_ds.items():
-            for i, v in enumerate(curve["variance"]):
-                w.writerow([*key, ds, _fmt(v), *[f"{curve[m][i]:.6f}" for m in metrics]])
-    return buf.getvalue()
+    table = [[*key_names, "dataset", "variance", *metrics]]
+    table += [[*key, ds, _fmt(v), *[f"{curve[m][i]:.6f}" for m in metrics]]
+              for key, per_ds in lines_.items() for ds, curve in per_ds.items()
+              for i, v in enumerate(curve["variance"])]
+    return csv_text(table, lineterminator="\n")
 
 
 def plot_f_vs_noise(lines_: Mapping, path: Path, title: str = "", metric: str = "maxF") -> Path:

@@ -36,7 +36,8 @@ def test_a_comparison_runs_each_experiment_and_writes_one_table(tmp_path, monkey
     rc = "defaults: {data: shapes, model: region_contrast, trainer: cpu, logger: csv}\n"
     (exp_dir / "rc_a.yaml").write_text(rc)
     (exp_dir / "rc_b.yaml").write_text(rc + "model: {segmentation: slic}\n")
-    (exp_dir / "both.yaml").write_text("compare: [rc_a, rc_b]\noverrides: {data.test.shapes.size: 5}\n")
+    (exp_dir / "comparisons").mkdir()
+    (exp_dir / "comparisons" / "both.yaml").write_text("compare: [rc_a, rc_b]\noverrides: {data.test.shapes.size: 5}\n")
     monkeypatch.setattr(config, "EXPERIMENT_DIR", exp_dir)
     assert main(["run", "both", "data.num_workers=0", f"runs_dir={tmp_path / 'runs'}"]) == 0
     (out,) = (tmp_path / "runs" / "both").iterdir()
@@ -63,8 +64,9 @@ def test_a_comparison_entry_can_take_the_checkpoint_of_an_earlier_one(tmp_path, 
     rc = "defaults: {data: shapes, model: region_contrast, trainer: cpu, logger: csv}\n"
     (exp_dir / "rc_a.yaml").write_text(rc)
     (exp_dir / "rc_b.yaml").write_text(rc)
-    (exp_dir / "pair.yaml").write_text("compare: [rc_a, {rc_b: {use_checkpoint_of: {ckpt_path: rc_a}}}]\n"
-                                       "overrides: {data.test.shapes.size: 2}\n")
+    (exp_dir / "comparisons").mkdir()
+    (exp_dir / "comparisons" / "pair.yaml").write_text("compare: [rc_a, {rc_b: {use_checkpoint_of: {ckpt_path: rc_a}}}]"
+                                                       "\noverrides: {data.test.shapes.size: 2}\n")
     monkeypatch.setattr(config, "EXPERIMENT_DIR", exp_dir)
     assert main(["run", "pair", "data.num_workers=0", f"runs_dir={tmp_path / 'runs'}"]) == 0
     (out,) = (tmp_path / "runs" / "pair").iterdir()
@@ -117,7 +119,8 @@ def test_variants_share_runs_pick_maps_reuse_checkpoints_and_add_baselines(tmp_p
 def test_checkpoint_of_must_name_an_earlier_variant(tmp_path):
     from omegaconf import OmegaConf
 
-    from salseg.config import ConfigError, ablation_plan
+    from salseg.config import ConfigError
+    from salseg.studies.plan import ablation_plan
 
     abl = OmegaConf.create({"base": "gd_shapes", "variants": {"a": {"checkpoint_of": "b"}, "b": {}}})
     import pytest
@@ -137,7 +140,7 @@ def test_checkpoint_of_must_name_an_earlier_variant(tmp_path):
 
 def test_a_table_of_saliency_and_semantic_rows_on_different_test_sets(tmp_path):
     # dcsp_cues: the saliency model's row (SOD metrics on its own set) beside mIoU rows on another set
-    from salseg.ablation import write_outputs
+    from salseg.studies.report import write_outputs
 
     rows = {"saliency_model": {"shapes": {"maxF": 0.61, "MAE": 0.17}},
             "both": {"shapes_multi": {"mIoU": 0.34, "pixAcc": 0.88}},
@@ -151,7 +154,7 @@ def test_a_table_of_saliency_and_semantic_rows_on_different_test_sets(tmp_path):
 
 
 def test_summary_rows_give_the_mean_and_std_of_the_variants(tmp_path):
-    from salseg.ablation import write_outputs
+    from salseg.studies.report import write_outputs
 
     rows = {f"fold{k}": {"voc": {"maxF": 0.6 + 0.1 * k, "MAE": 0.2 - 0.05 * k}} for k in range(3)}
     write_outputs(tmp_path, "folds", rows, {}, {k: f"/runs/{k}" for k in rows}, summary=["mean", "std"])
@@ -169,7 +172,8 @@ def test_gd_voc_folds_runs_the_five_folds_that_partition_val(tmp_path):
     from test_data_voc import VAL, write_voc
 
     from salseg import registry
-    from salseg.config import ablation_plan, compose, load_ablation, resolve
+    from salseg.config import compose, resolve
+    from salseg.studies.plan import ablation_plan, load_ablation
 
     write_voc(tmp_path)
     abl = load_ablation("gd_voc_folds")
@@ -203,7 +207,9 @@ def test_a_comparison_shows_every_map_of_an_entry(tmp_path, monkeypatch):
         f"model: {{num_classes: 1000, backbone: mini_vgg, weights: {tmp_path / 'mini.pth'}, finetune: none,\n"
         "        maps: [clamped, gradient], cost_steps: 2}\n")
     (exp_dir / "rc.yaml").write_text("defaults: {data: shapes, model: region_contrast, trainer: cpu, logger: csv}\n")
-    (exp_dir / "both.yaml").write_text("compare: [gd_none, rc]\noverrides: {data.test.shapes.size: 3}\n")
+    (exp_dir / "comparisons").mkdir()
+    (exp_dir / "comparisons" / "both.yaml").write_text("compare: [gd_none, rc]\n"
+                                                       "overrides: {data.test.shapes.size: 3}\n")
     monkeypatch.setattr(config, "EXPERIMENT_DIR", exp_dir)
     assert main(["run", "both", "data.num_workers=0", f"runs_dir={tmp_path / 'runs'}"]) == 0
     (out,) = (tmp_path / "runs" / "both").iterdir()

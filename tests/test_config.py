@@ -6,15 +6,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from salseg import registry
-from salseg.config import (
-    ConfigError,
+from salseg.config import ConfigError, compose, list_ablations, list_experiments
+from salseg.studies.plan import (
     ablation_plan,
     ablation_variants,
     comparison_entries,
-    compose,
     is_comparison,
-    list_ablations,
-    list_experiments,
     load_ablation,
     load_comparison,
 )
@@ -56,7 +53,7 @@ def test_every_experiment_composes_and_builds_its_classes(name, monkeypatch):
 
 @pytest.mark.parametrize("name", COMPARISONS)
 def test_every_comparison_composes_each_entry(name):
-    from salseg.config import comparison_plan
+    from salseg.studies.plan import comparison_plan
 
     entries = comparison_entries(load_comparison(name), ["seed=3"])
     links = {v.name: v.use_checkpoint_of for v in comparison_plan(load_comparison(name))}
@@ -77,7 +74,7 @@ def test_quickstart_compares_every_method_on_the_same_images():
     assert tests[0] == tests[1] == same
     assert tests[2] == {"shapes_single": None, **same}  # GD's own single-object test set is dropped
     assert tests[3] == {"shapes_multi": None, **same}   # so is DCSP's
-    from salseg.config import comparison_plan
+    from salseg.studies.plan import comparison_plan
 
     dcsp = comparison_plan(load_comparison("quickstart"))[3]
     assert dcsp.use_checkpoint_of == (("model.saliency_checkpoint", "menet_shapes"),)  # its saliency model
@@ -96,13 +93,15 @@ def test_a_comparison_entry_may_carry_its_own_overrides(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "EXPERIMENT_DIR", tmp_path)
     (tmp_path / "rc.yaml").write_text("defaults: {data: shapes, model: region_contrast, trainer: cpu, logger: csv}\n")
     (tmp_path / "rc2.yaml").write_text("defaults: {data: shapes, model: region_contrast, trainer: cpu, logger: csv}\n")
-    (tmp_path / "cmp.yaml").write_text("compare: [rc, {rc2: {model.sigma_s2: 0.1}}]\noverrides: {seed: 2}\n")
+    (tmp_path / "comparisons").mkdir()
+    (tmp_path / "comparisons" / "cmp.yaml").write_text("compare: [rc, {rc2: {model.sigma_s2: 0.1}}]\n"
+                                                       "overrides: {seed: 2}\n")
     entries = comparison_entries(load_comparison("cmp"), ["seed=5"])
     assert entries == {"rc": ["seed=2", "seed=5"], "rc2": ["seed=2", "model.sigma_s2=0.1", "seed=5"]}
     assert compose("rc2", entries["rc2"]).model.sigma_s2 == 0.1
     with pytest.raises(ConfigError, match=r"'cmp' is a comparison of \['rc', 'rc2'\]"):
         compose("cmp")
-    (tmp_path / "cmp.yaml").write_text("compare: [rc, {rc2: {}, rc: {}}]\n")
+    (tmp_path / "comparisons" / "cmp.yaml").write_text("compare: [rc, {rc2: {}, rc: {}}]\n")
     with pytest.raises(ConfigError, match="one-key mappings"):
         load_comparison("cmp")
 
@@ -112,13 +111,14 @@ def test_a_comparison_names_a_bad_entry(tmp_path, monkeypatch):
 
     monkeypatch.setattr(config, "EXPERIMENT_DIR", tmp_path)
     (tmp_path / "rc.yaml").write_text("defaults: {data: shapes, model: region_contrast, trainer: cpu, logger: csv}\n")
-    (tmp_path / "cmp.yaml").write_text("compare: [rc, rc_shapez]\n")
+    (tmp_path / "comparisons").mkdir()
+    (tmp_path / "comparisons" / "cmp.yaml").write_text("compare: [rc, rc_shapez]\n")
     with pytest.raises(ConfigError, match=r"unknown experiment 'rc_shapez'"):
         load_comparison("cmp")
-    (tmp_path / "cmp.yaml").write_text("compare: rc\n")
+    (tmp_path / "comparisons" / "cmp.yaml").write_text("compare: rc\n")
     with pytest.raises(ConfigError, match="non-empty list of experiment names"):
         load_comparison("cmp")
-    (tmp_path / "cmp.yaml").write_text("compare: [rc]\nmodel: {sigma_s2: 1}\n")
+    (tmp_path / "comparisons" / "cmp.yaml").write_text("compare: [rc]\nmodel: {sigma_s2: 1}\n")
     with pytest.raises(ConfigError, match=r"unknown keys \['model'\]"):
         load_comparison("cmp")
 

@@ -7,8 +7,9 @@ import torch
 from omegaconf import OmegaConf
 
 from salseg import registry
-from salseg.config import ablation_variants, compose, load_ablation
+from salseg.config import compose
 from salseg.methods.menet import MEnet
+from salseg.studies.plan import ablation_variants, load_ablation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

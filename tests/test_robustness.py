@@ -186,8 +186,9 @@ def test_a_comparison_file_gets_one_study_per_experiment_and_a_joint_table(tmp_p
     rc = (config.EXPERIMENT_DIR / "rc_shapes.yaml").read_text()
     (exp_dir / "rc_a.yaml").write_text(rc)
     (exp_dir / "rc_b.yaml").write_text(rc + "\nmodel: {sigma_s2: 0.05}\n")
-    (exp_dir / "both.yaml").write_text("compare: [rc_a, rc_b]\n"
-                                       "overrides: {data.test: {shapes: {dataset: shapes, split: test, size: 3}}}\n")
+    (exp_dir / "comparisons").mkdir()
+    (exp_dir / "comparisons" / "both.yaml").write_text(
+        "compare: [rc_a, rc_b]\noverrides: {data.test: {shapes: {dataset: shapes, split: test, size: 3}}}\n")
     monkeypatch.setattr(config, "EXPERIMENT_DIR", exp_dir)
     assert main(["robust", "both", "--ckpt", __file__]) == 2  # which of the two would it be?
     assert "--ckpt tests one model" in capsys.readouterr().err

@@ -1,0 +1,106 @@
+"""The one report writer of studies: a markdown table, a CSV, results.json and the overlaid PR plot, with one
+metric order (README "Running experiments", "Outputs and tracking"). Every file is written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from salseg import plots
+from salseg.atomic import atomic_write_text, write_json
+
+# The column order of every study table: segmentation scores, then the SOD measures, classifier errors, GD's
+# segmentation scores. A table shows the columns some row has (see :func:`metric_columns`).
+TABLE_METRICS = ("mIoU", "pixAcc", "train_cues_mIoU", "train_adapted_cues_mIoU", "maxF", "meanF", "adpF", "maxF_pr",
+                 "MAE", "Sm", "maxEm", "wF", *(f"{c}_top{k}_error" for c in ("CNN1", "CNN2", "CNN3") for k in (1, 5)),
+                 "segF", "Jaccard")
+# The saliency measures of that order (maxF ... wF): the robustness study's columns
+SOD_METRICS = TABLE_METRICS[TABLE_METRICS.index("maxF"):TABLE_METRICS.index("wF") + 1]
+
+
+def metric_columns(present: Iterable[str], among: Sequence[str] = TABLE_METRICS) -> list[str]:
+    """The metrics of ``among`` that are ``present``, in table order."""
+    present = set(present)
+    return [m for m in among if m in present]
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric == "MAE" or metric.endswith("_error")
+
+
+def csv_text(rows: Iterable[Sequence], lineterminator: str = "\r\n") -> str:
+    """Rows as CSV text (``csv.writer``'s own line ending unless given)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator=lineterminator)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def summary_rows(rows: dict, summary) -> dict:
+    """``{"mean (N runs)": dataset -> metric -> value, ...}`` over the variant rows: per dataset, the metrics every
+    row scored there (paper 002 reports VOC as the mean over its 5 folds)."""
+    out: dict[str, dict] = {}
+    datasets = sorted({ds for per_ds in rows.values() for ds in per_ds})
+    for what in summary:
+        row: dict[str, dict[str, float]] = {}
+        for ds in datasets:
+            scored = [r[ds] for r in rows.values() if ds in r]
+            common = set.intersection(*[set(r) for r in scored]) if scored else set()
+            if what == "std" and len(scored) < 2:
+                continue
+            fn = statistics.fmean if what == "mean" else statistics.stdev
+            row[ds] = {m: float(fn([r[m] for r in scored])) for m in sorted(common)}
+        if row:
+            n = max(sum(ds in r for r in rows.values()) for ds in row)
+            out[f"{what} ({n} runs)"] = row
+    return out
+
+
+def _markdown(kind: str, name: str, rows: dict, variant_rows: dict, datasets: list[str], metrics: list[str],
+              run_dirs: dict) -> str:
+    head = "variant" if kind == "ablation" else "method"
+    lines = [f"# {kind.capitalize()} {name}", ""]
+    for ds in datasets:
+        # a dataset's section shows the metrics some row has on it (a saliency baseline's set has no mIoU, a
+        # semantic one no maxF); within it, segF / Jaccard or mIoU cells of rows without them stay blank
+        shown = [m for m in metrics if any(m in r.get(ds, {}) for r in rows.values())]
+        best = {m: (min if lower_is_better(m) else max)(r[ds][m] for r in variant_rows.values() if m in r.get(ds, {}))
+                for m in shown if any(m in r.get(ds, {}) for r in variant_rows.values())}
+        lines += [f"## {ds}", "", f"| {head} | " + " | ".join(shown) + " |", "|---" * (len(shown) + 1) + "|"]
+        for vname, per_ds in rows.items():
+            if ds in per_ds:
+                bold = vname in variant_rows  # summary rows are never "best"
+                cells = ["" if m not in per_ds[ds] else f"**{per_ds[ds][m]:.4f}**"
+                         if bold and per_ds[ds][m] == best.get(m) else f"{per_ds[ds][m]:.4f}" for m in shown]
+                lines.append(f"| {vname} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["Runs:", *[f"- {v}: `{d}`" for v, d in run_dirs.items()], ""]
+    return "\n".join(lines)
+
+
+def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "ablation", summary=()) -> None:
+    """table.csv, table.md, pr_curves.png, metrics.png and results.json of an ablation or a comparison."""
+    out.mkdir(parents=True, exist_ok=True)
+    variant_rows = rows
+    extra = summary_rows(rows, summary) if summary else {}
+    rows = {**rows, **extra}
+    datasets = sorted({ds for per_ds in rows.values() for ds in per_ds})
+    metrics = metric_columns({m for per_ds in rows.values() for v in per_ds.values() for m in v})
+    table = [["variant" if kind == "ablation" else "method", "dataset", *metrics]]
+    table += [[vname, ds, *[f"{per_ds[ds][m]:.6f}" if m in per_ds[ds] else "" for m in metrics]]
+              for vname, per_ds in rows.items() for ds in datasets if ds in per_ds]
+    atomic_write_text(out / "table.csv", csv_text(table))
+    md = _markdown(kind, name, rows, variant_rows, datasets, metrics, run_dirs)
+    atomic_write_text(out / "table.md", md)
+    plots.pr_curves(curves, out / "pr_curves.png", title=f"{kind} {name}")
+    if datasets:  # the bars of the dataset most rows were scored on (an ablation may add a baseline's own set)
+        main = max(datasets, key=lambda d: sum(d in r for r in rows.values()))
+        shown = {v: r[main] for v, r in variant_rows.items() if main in r}
+        plots.metric_bars(shown, [m for m in metrics if not lower_is_better(m) and any(m in r for r in shown.values())],
+                          out / "metrics.png", title=f"{name}: {main}")
+    write_json(out / "results.json", {kind: name, "results": rows, "runs": run_dirs})
+    print("\n" + md)
+    print(f"[salseg] {kind} outputs in {out}")
