@@ -44,7 +44,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from salseg import tracking
 from salseg.atomic import atomic_write_bytes, atomic_write_text, write_json
 from salseg.config import ConfigError, compose
+from salseg.studies.plan import comparison_entries, comparison_plan, load_comparison
 from salseg.studies.report import SOD_METRICS, csv_text, metric_columns
+from salseg.studies.run import run_each
 
 # Not stated in the paper (see the module docstring): this suite's defaults.
 AWGN_RANGE = (0.01, 0.1)  # Table II "AWGN (random strength)": variance ~ U[lo, hi] per image
@@ -223,14 +225,6 @@ def robustness_config(name: str, overrides: Iterable[str] = (), ckpt_path: str |
     return cfg, study
 
 
-def _comparison(name: str):
-    """``(compare block, entries)`` when ``name`` is a comparison file (e.g. quickstart), else None."""
-    from salseg.studies.plan import comparison_entries, load_comparison
-
-    cmp = load_comparison(name)
-    return None if cmp is None else (cmp, comparison_entries)
-
-
 # ------------------------------------------------------------------------------------------ the study
 def run_robustness(name: str, overrides: Iterable[str] = (), ckpt_path: str | None = None,
                    variances: str | Iterable[float] | None = None, awgn_range=None, jpeg_range=None,
@@ -242,12 +236,12 @@ def run_robustness(name: str, overrides: Iterable[str] = (), ckpt_path: str | No
     ``quickstart``) each experiment gets its own study and a :class:`RobustnessComparison` puts them side by side.
     """
     if experiment is None:
-        found = _comparison(name)
-        if found is not None:
+        cmp = load_comparison(name)
+        if cmp is not None:
             if ckpt_path is not None:
-                raise ConfigError(f"--ckpt tests one model, and {name!r} compares {list(found[1](found[0]))}: "
+                raise ConfigError(f"--ckpt tests one model, and {name!r} compares {list(comparison_entries(cmp))}: "
                                   "give one of those experiments with --ckpt")
-            return _run_comparison(name, found, list(overrides), variances, awgn_range, jpeg_range)
+            return _run_comparison(name, cmp, list(overrides), variances, awgn_range, jpeg_range)
     start = time.time()
     cfg, study = robustness_config(name, overrides, ckpt_path, variances, awgn_range, jpeg_range, experiment)
     return _run_one(name, cfg, study, start)
@@ -276,16 +270,18 @@ def _run_one(name: str, cfg: DictConfig, study: Mapping, start: float) -> Robust
     return res
 
 
-def _run_comparison(name: str, found, overrides: list[str], variances, awgn_range, jpeg_range) -> RobustnessComparison:
+def _run_comparison(name: str, cmp: DictConfig, overrides: list[str], variances, awgn_range,
+                    jpeg_range) -> RobustnessComparison:
+    """Each entry of the comparison its own study (the studies loop, :func:`salseg.studies.run.run_each`), then
+    one joint table. Entries' ``use_checkpoint_of`` links are not followed here (each entry is composed first)."""
     start = time.time()
-    cmp, comparison_entries = found
+    entries = comparison_plan(cmp)
     # compose (and so validate) every entry before the first one runs
-    plan = {entry: robustness_config(entry, [f"group={name}", *ovr], None, variances, awgn_range, jpeg_range)
-            for entry, ovr in comparison_entries(cmp, overrides).items()}
-    results: dict[str, RobustnessResult] = {}
-    for i, (entry, (cfg, study)) in enumerate(plan.items(), 1):
-        print(f"\n[salseg] robustness {name}: {i}/{len(plan)} {entry!r}")
-        results[entry] = _run_one(entry, cfg, study, time.time())
+    plan = {v.name: robustness_config(v.experiment, [f"group={name}", *v.overrides, *overrides], None, variances,
+                                      awgn_range, jpeg_range) for v in entries}
+    done, _ = run_each(entries, lambda v, _run_dirs: _run_one(v.name, *plan[v.name], time.time()),
+                       lambda i, v, _reused: print(f"\n[salseg] robustness {name}: {i}/{len(plan)} {v.name!r}"))
+    results: dict[str, RobustnessResult] = {v.name: r for v, r in done}
     first_cfg, study = next(iter(plan.values()))
     study = {**study, "datasets": list(dict.fromkeys(ds for _, st in plan.values() for ds in st["datasets"]))}
     out = Path(first_cfg.runs_dir) / name / time.strftime("%Y%m%d-%H%M%S") / OUT_DIR
