@@ -42,10 +42,10 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from salseg import tracking
-from salseg.atomic import atomic_write_bytes, atomic_write_text, write_json
+from salseg.atomic import atomic_write_bytes
 from salseg.config import ConfigError, compose
 from salseg.studies.plan import comparison_entries, comparison_plan, load_comparison
-from salseg.studies.report import SOD_METRICS, csv_text, metric_columns
+from salseg.studies.report import SOD_METRICS, csv_text, metric_columns, write_report
 from salseg.studies.run import run_each
 
 # Not stated in the paper (see the module docstring): this suite's defaults.
@@ -451,14 +451,9 @@ def _nest(rows: Mapping) -> dict:
 def write_outputs(out: Path, name: str, key_names: Sequence[str], rows: Mapping, lines_: Mapping, study: Mapping,
                   doc: Mapping, header: Sequence[str] = (), seconds: float | None = None) -> None:
     """table.csv, f_vs_noise.csv, table.md, f_vs_noise.png, then results.json (last, atomically)."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").unlink(missing_ok=True)  # complete only once everything below is written
-    md = format_markdown(name, key_names, rows, lines_, study, header)
-    atomic_write_text(out / "table.csv", _table_csv(key_names, rows, study))
-    atomic_write_text(out / "f_vs_noise.csv", _curves_csv(key_names, lines_))
-    atomic_write_text(out / "table.md", md)
-    plot_f_vs_noise(lines_, out / "f_vs_noise.png", title=f"{name}: max F against AWGN variance")
-    write_json(out / "results.json", {
+    texts = {"table.csv": _table_csv(key_names, rows, study), "f_vs_noise.csv": _curves_csv(key_names, lines_),
+             "table.md": format_markdown(name, key_names, rows, lines_, study, header)}
+    results = {
         **doc,
         "status": "complete",
         "datasets": list(study["datasets"]),
@@ -469,6 +464,7 @@ def write_outputs(out: Path, name: str, key_names: Sequence[str], rows: Mapping,
         "table": _nest(rows),  # [method ->] map -> dataset -> condition -> metric -> value
         "f_vs_noise": _nest(lines_),  # [method ->] map -> dataset -> {variance: [...], maxF: [...], ...}
         "seconds": round(seconds, 2) if seconds is not None else None,
-    })
-    print("\n" + md)
-    print(f"[salseg] robustness outputs in {out}")
+    }
+    write_report(out, "robustness", texts,
+                 lambda: plot_f_vs_noise(lines_, out / "f_vs_noise.png", title=f"{name}: max F against AWGN variance"),
+                 results)

@@ -1,12 +1,12 @@
 """The one report writer of studies: a markdown table, a CSV, results.json and the overlaid PR plot, with one
-metric order (README "Running experiments", "Outputs and tracking"). Every file is written atomically."""
+metric order (README "Running experiments", "Outputs and tracking"). Text and JSON are written atomically."""
 
 from __future__ import annotations
 
 import csv
 import io
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from salseg import plots
@@ -81,9 +81,22 @@ def _markdown(kind: str, name: str, rows: dict, variant_rows: dict, datasets: li
     return "\n".join(lines)
 
 
+def write_report(out: Path, kind: str, texts: Mapping[str, str], draw: Callable[[], None], doc: Mapping) -> None:
+    """The files of a study folder, in order: ``texts`` ({file name: text}; ``table.md`` is also printed), the
+    plots ``draw`` makes, then ``results.json`` (``doc``), last and atomically: a study that crashed on the way
+    leaves no results.json."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").unlink(missing_ok=True)
+    for file_name, text in texts.items():
+        atomic_write_text(out / file_name, text)
+    draw()
+    write_json(out / "results.json", doc)
+    print("\n" + texts["table.md"])
+    print(f"[salseg] {kind} outputs in {out}")
+
+
 def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "ablation", summary=()) -> None:
     """table.csv, table.md, pr_curves.png, metrics.png and results.json of an ablation or a comparison."""
-    out.mkdir(parents=True, exist_ok=True)
     variant_rows = rows
     extra = summary_rows(rows, summary) if summary else {}
     rows = {**rows, **extra}
@@ -92,15 +105,16 @@ def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "abl
     table = [["variant" if kind == "ablation" else "method", "dataset", *metrics]]
     table += [[vname, ds, *[f"{per_ds[ds][m]:.6f}" if m in per_ds[ds] else "" for m in metrics]]
               for vname, per_ds in rows.items() for ds in datasets if ds in per_ds]
-    atomic_write_text(out / "table.csv", csv_text(table))
     md = _markdown(kind, name, rows, variant_rows, datasets, metrics, run_dirs)
-    atomic_write_text(out / "table.md", md)
-    plots.pr_curves(curves, out / "pr_curves.png", title=f"{kind} {name}")
-    if datasets:  # the bars of the dataset most rows were scored on (an ablation may add a baseline's own set)
-        main = max(datasets, key=lambda d: sum(d in r for r in rows.values()))
-        shown = {v: r[main] for v, r in variant_rows.items() if main in r}
-        plots.metric_bars(shown, [m for m in metrics if not lower_is_better(m) and any(m in r for r in shown.values())],
-                          out / "metrics.png", title=f"{name}: {main}")
-    write_json(out / "results.json", {kind: name, "results": rows, "runs": run_dirs})
-    print("\n" + md)
-    print(f"[salseg] {kind} outputs in {out}")
+
+    def draw() -> None:
+        plots.pr_curves(curves, out / "pr_curves.png", title=f"{kind} {name}")
+        if datasets:  # the bars of the dataset most rows were scored on (an ablation may add a baseline's own set)
+            main = max(datasets, key=lambda d: sum(d in r for r in rows.values()))
+            shown = {v: r[main] for v, r in variant_rows.items() if main in r}
+            plots.metric_bars(shown, [m for m in metrics
+                                      if not lower_is_better(m) and any(m in r for r in shown.values())],
+                              out / "metrics.png", title=f"{name}: {main}")
+
+    write_report(out, kind, {"table.csv": csv_text(table), "table.md": md}, draw,
+                 {kind: name, "results": rows, "runs": run_dirs})
