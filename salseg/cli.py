@@ -19,7 +19,7 @@ def _cmd_run(args) -> int:
             for entry, overrides in comparison_entries(comparison, args.overrides).items():
                 print(f"# {args.name}: {entry}\n" + OmegaConf.to_yaml(compose(entry, overrides), resolve=True))
             return 0
-        from salseg.ablation import run_comparison
+        from salseg.studies.run import run_comparison
 
         run_comparison(args.name, args.overrides, resume=args.resume)
         return 0
@@ -32,7 +32,7 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_ablate(args) -> int:
-    from salseg.ablation import run_ablation
+    from salseg.studies.run import run_ablation
 
     run_ablation(args.name, args.overrides)
     return 0

@@ -1,15 +1,27 @@
-"""The one run-and-collect loop of studies: run each planned entry (or reuse a run an earlier entry made), collect
-its metrics and PR curves (README "Running experiments")."""
+"""Run a study: the one run-and-collect loop (run each planned entry, or reuse a run an earlier entry made, and
+collect its metrics and PR curves), and the two studies built on it (README "Running experiments").
+
+* :func:`run_ablation`: the variants of ``experiments/ablations/<NAME>.yaml``; each variant is an ordinary run
+  (``runs/<base>/...``) whose W&B group is the ablation name, so the runs sit together in the W&B UI; one table
+  and PR plot in ``runs/ablations/<NAME>/<timestamp>/``.
+* :func:`run_comparison`: the experiments of ``experiments/comparisons/<NAME>.yaml`` (e.g. ``quickstart``), each
+  under its own name, compared in ``runs/<NAME>/<timestamp>/``.
+
+The robustness study (:mod:`salseg.robustness`) runs a comparison's entries through :func:`run_each` too.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from salseg import tracking
 from salseg.config import ConfigError, compose
-from salseg.studies.plan import Variant
+from salseg.studies.plan import Variant, ablation_plan, comparison_plan, load_ablation, load_comparison
+from salseg.studies.report import write_outputs
 
 R = TypeVar("R")
 
@@ -94,3 +106,35 @@ def run_plan(kind: str, name: str, plan: list[Variant], extra_overrides: list[st
 
     got.run_dirs = run_each(plan, execute, announce, collect)[1]
     return got
+
+
+def run_ablation(name: str, extra_overrides: list[str] = (), runs_dir: str | None = None) -> Path:
+    """Run every variant of ``experiments/ablations/<name>.yaml``; one table + PR plot (and its summary rows)."""
+    abl = load_ablation(name)
+    plan = ablation_plan(abl)
+    return _run_and_compare("ablation", name, plan, list(extra_overrides), runs_dir, Path("ablations") / name,
+                            summary=list(abl.get("summary") or []))
+
+
+def run_comparison(name: str, extra_overrides: list[str] = (), runs_dir: str | None = None,
+                   resume: bool = False) -> Path:
+    """Run every experiment of the comparison file ``experiments/comparisons/<name>.yaml``; one table + PR plot.
+
+    Each entry is an ordinary run of its own experiment (``runs/<entry>/<timestamp>/``, resumable on its own);
+    the comparison goes to ``runs/<name>/<timestamp>/`` (table.md, table.csv, pr_curves.png, metrics.png).
+    """
+    cmp = load_comparison(name)
+    if cmp is None:
+        raise ConfigError(f"experiment {name!r} is not a comparison (it has no 'compare' list)")
+    plan = comparison_plan(cmp)
+    return _run_and_compare("comparison", name, plan, list(extra_overrides), runs_dir, Path(name), resume)
+
+
+def _run_and_compare(kind: str, name: str, plan: list[Variant], extra_overrides: list[str], runs_dir: str | None,
+                     out_subdir: Path, resume: bool = False, summary: list[str] = ()) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    got = run_plan(kind, name, plan, extra_overrides, runs_dir, resume)
+    out = Path(runs_dir or compose(plan[0].experiment, list(extra_overrides)).runs_dir) / out_subdir / stamp
+    if tracking.env_global_rank() == 0:  # under DDP every process runs the loop; one writes the comparison
+        write_outputs(out, name, got.rows, got.curves, got.run_dirs, kind=kind, summary=summary)
+    return out
