@@ -15,7 +15,7 @@ it is ONE ordinary run (:func:`salseg.runner.run`): a trainable model is trained
 Nothing here knows a method: it reads the ``{map: {dataset: {metric: value}}}`` the evaluation callback reports
 for whatever maps the model's ``test_step`` returns.
 
-A comparison file (``compare: [rc_shapes, menet_shapes]``, e.g. ``quickstart``) runs the study for each of its
+A comparison file (``experiments/comparisons/<NAME>.yaml``, e.g. ``quickstart``) runs the study for each of its
 experiments (each its own run and outputs) and then puts them side by side in ``runs/<NAME>/<timestamp>/robustness/``.
 
 Outputs in ``<run_dir>/robustness/``: ``table.md`` / ``table.csv`` (rows: map x dataset x condition {clean, AWGN,

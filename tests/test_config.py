@@ -11,6 +11,7 @@ from salseg.studies.plan import (
     ablation_plan,
     ablation_variants,
     comparison_entries,
+    comparison_plan,
     is_comparison,
     load_ablation,
     load_comparison,
@@ -53,8 +54,6 @@ def test_every_experiment_composes_and_builds_its_classes(name, monkeypatch):
 
 @pytest.mark.parametrize("name", COMPARISONS)
 def test_every_comparison_composes_each_entry(name):
-    from salseg.studies.plan import comparison_plan
-
     entries = comparison_entries(load_comparison(name), ["seed=3"])
     links = {v.name: v.use_checkpoint_of for v in comparison_plan(load_comparison(name))}
     assert len(entries) >= 2
@@ -74,8 +73,6 @@ def test_quickstart_compares_every_method_on_the_same_images():
     assert tests[0] == tests[1] == same
     assert tests[2] == {"shapes_single": None, **same}  # GD's own single-object test set is dropped
     assert tests[3] == {"shapes_multi": None, **same}   # so is DCSP's
-    from salseg.studies.plan import comparison_plan
-
     dcsp = comparison_plan(load_comparison("quickstart"))[3]
     assert dcsp.use_checkpoint_of == (("model.saliency_checkpoint", "menet_shapes"),)  # its saliency model
     from salseg.data import SaliencyDataModule
