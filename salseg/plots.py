@@ -29,12 +29,7 @@ def pr_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | P
     ax.set_title(title or "precision-recall (per-image averaged)")
     if curves:
         ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def metric_bars(table: Mapping[str, Mapping[str, float]], metrics: Sequence[str], path: str | Path,
@@ -52,11 +47,7 @@ def metric_bars(table: Mapping[str, Mapping[str, float]], metrics: Sequence[str]
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title)
     ax.legend(fontsize=7, ncols=2)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def saliency_grid(images: Sequence[np.ndarray], gts: Sequence[np.ndarray],
@@ -83,6 +74,12 @@ def saliency_grid(images: Sequence[np.ndarray], gts: Sequence[np.ndarray],
             axes[i, 0].set_ylabel(str(names[i])[:18], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+@functools.lru_cache(maxsize=1)
+def _save(fig, path: str | Path) -> Path:
+    """Lay out, write (making the folder) and close a figure."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +88,6 @@ def saliency_grid(images: Sequence[np.ndarray], gts: Sequence[np.ndarray],
     return path
 
 
-@functools.lru_cache(maxsize=1)
 def label_palette() -> np.ndarray:
     """(256, 3) uint8 colours for label maps: PASCAL VOC's palette (0 black background, 1 dark red, ...: the bits
     of the label spread over the colour channels), 255 (ignore) white, so a grid reads like the VOC masks."""

@@ -17,7 +17,7 @@ from torch import nn
 
 from salseg.backbones import build_trunk, input_normalization
 
-from .cues import fuse_attention
+from .cues import at_scale, fuse_attention
 
 # avg: the paper's global average pooling; max: global max pooling, for networks trained from scratch on the
 # embedded shapes, where the average learns far slower (measured on 256 images, 12 epochs, Adam 1e-3: BCE 0.48 with
@@ -74,7 +74,6 @@ def multiscale_attention(net: AttentionNet, images: torch.Tensor,
     size = tuple(images.shape[-2:])
     maps = []
     for s in scales:
-        x = images if s == 1.0 else F.interpolate(images, scale_factor=float(s), mode="bilinear",
-                                                   align_corners=False, recompute_scale_factor=False)
+        x = at_scale(images, s)
         maps.append(net.class_maps(x))
     return fuse_attention(maps, size)

@@ -82,6 +82,15 @@ def _check_saliency(s: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     return s
 
 
+def at_scale(images: torch.Tensor, scale: float) -> torch.Tensor:
+    """The images resized by ``scale`` (bilinear, half-pixel centres; 1.0 = the images themselves): the input of
+    one scale of the authors' multi-scale attention, adapt step and test."""
+    if scale == 1.0:
+        return images
+    return F.interpolate(images, scale_factor=float(scale), mode="bilinear", align_corners=False,
+                         recompute_scale_factor=False)
+
+
 def fuse_attention(per_scale: Sequence[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
     """Class maps from several scales, each (B, C, h_s, w_s), -> (B, C, H, W): each resized bilinearly to the first
     scale's map, max over the scales, bilinear to ``size``, then min-max normalised per image and class into [0, 1]

@@ -63,7 +63,7 @@ from salseg.validation import one_of
 
 from .attention import multilabel_loss
 from .cue_builder import CueBuilder
-from .cues import AUTHORS_MEAN, BACKGROUND, HIDE_FILLS, IGNORE, SOURCES
+from .cues import AUTHORS_MEAN, BACKGROUND, HIDE_FILLS, IGNORE, SOURCES, at_scale
 from .network import DCSPNet, multiscale_seg_scores
 
 PHASES = ("attention", "segmentation", "adapt")
@@ -321,8 +321,7 @@ class DCSP(SalsegMethod):
         size = tuple(images.shape[-2:])
         probs = []
         for s in hp.test_scales:
-            x = images if s == 1.0 else F.interpolate(images, scale_factor=float(s), mode="bilinear",
-                                                       align_corners=False, recompute_scale_factor=False)
+            x = at_scale(images, s)
             views = [x, x.flip(-1)] if hp.test_flip else [x]
             for j, v in enumerate(views):
                 p = F.interpolate(self.net.seg_scores(v), size=size, mode="bilinear", align_corners=False)

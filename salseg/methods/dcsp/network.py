@@ -24,7 +24,7 @@ from torch import nn
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from .attention import AttentionNet
-from .cues import fuse_scales
+from .cues import at_scale, fuse_scales
 
 
 def deeplab_head(in_channels: int, num_classes: int, rates: Sequence[int], width: int) -> nn.Sequential:
@@ -76,8 +76,7 @@ def multiscale_seg_scores(net: DCSPNet, images: torch.Tensor, scales: Sequence[f
     size = tuple(images.shape[-2:])
     out = []
     for s in scales:
-        x = images if s == 1.0 else F.interpolate(images, scale_factor=float(s), mode="bilinear",
-                                                   align_corners=False, recompute_scale_factor=False)
+        x = at_scale(images, s)
         out.append(net.seg_scores(x))
         if flip:
             out.append(net.seg_scores(x.flip(-1)).flip(-1))
