@@ -262,7 +262,7 @@ def _run_one(name: str, cfg: DictConfig, study: Mapping, start: float) -> Robust
                            curves=curves, variances=list(study["variances"]))
     if tracking.env_global_rank() == 0:  # under DDP every process gets the metrics; one writes
         doc = {"experiment": name, "run_dir": str(res.run_dir), "primary_map": next(iter(table), None),
-               "maps": list(table), "n_images": _n_images(res.run_dir)}
+               "maps": list(table), "n_images": dict(result.n_images)}
         rows = {(m,): per_ds for m, per_ds in table.items()}
         lines = {(m,): per_ds for m, per_ds in curves.items()}
         header = [f"Run: `{res.run_dir}`" + (f" (checkpoint `{study['ckpt_path']}`)" if study.get("ckpt_path") else "")]
@@ -314,16 +314,6 @@ def collect(metrics: Mapping, datasets: Sequence[str], variances: Sequence[float
                     curve[m] = [float(p[m]) for p in points]
             curves.setdefault(map_name, {})[ds] = curve
     return table, curves
-
-
-def _n_images(run_dir: Path) -> dict:
-    import json
-
-    try:
-        return json.loads((run_dir / "metrics.json").read_text()).get("n_images", {})
-    except (OSError, ValueError):
-        return {}
-
 
 
 # ------------------------------------------------------------------------------------------ outputs

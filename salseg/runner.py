@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +25,7 @@ class RunResult:
     metrics: dict  # map -> dataset -> metric -> value (primary map first)
     curves: dict
     seconds: float
+    n_images: dict = field(default_factory=dict)  # dataset -> images scored (metrics.json's n_images)
 
 
 def _trainer_kwargs(trainer_cfg: dict) -> dict:
@@ -109,7 +110,7 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
         trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
 
     result = RunResult(run_dir=run_dir, metrics=evaluation.results, curves=evaluation.curves,
-                       seconds=time.time() - start)
+                       seconds=time.time() - start, n_images=dict(evaluation.counts))
     if trainer.is_global_zero:
         write_json(run_dir / "curves.json", evaluation.curves)
         write_json(run_dir / "metrics.json", _metrics_document(container, evaluation, result, datamodule))
