@@ -193,11 +193,12 @@ class AveragedPRFMeasure(_SODMetric):
         return {"maxF_pr": f.max(), "precision": precision, "recall": recall, "f": f}
 
 
-class MeanAbsoluteError(_SODMetric):
-    """``MAE``: mean over images of mean |pred - gt| (normalised map, binary GT)."""
+class _ImageMean(_SODMetric):
+    """A measure that is one number per image, averaged over images: ``key`` = the mean of the ``stat`` entry of
+    each image's statistics (``groups`` names the statistics group that makes it)."""
 
-    higher_is_better = False
-    groups = ("mae",)
+    stat: str
+    key: str
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -205,14 +206,22 @@ class MeanAbsoluteError(_SODMetric):
         self.add_state("n", default=_zeros(), dist_reduce_fx="sum")
 
     def _add(self, stats):
-        self.total += self._sum(stats, "mae")
+        self.total += self._sum(stats, self.stat)
         self.n += len(stats)
 
     def compute(self) -> dict[str, Tensor]:
-        return {"MAE": self.total / self.n}
+        return {self.key: self.total / self.n}
 
 
-class SMeasure(_SODMetric):
+class MeanAbsoluteError(_ImageMean):
+    """``MAE``: mean over images of mean |pred - gt| (normalised map, binary GT)."""
+
+    higher_is_better = False
+    groups = ("mae",)
+    stat, key = "mae", "MAE"
+
+
+class SMeasure(_ImageMean):
     """``Sm``: structure measure (alpha = 0.5), averaged over images.
 
     ``centroid_rounding``: ``"half_even"`` (PySOD, default) or ``"half_away"`` (MATLAB S_region.m); see
@@ -220,24 +229,16 @@ class SMeasure(_SODMetric):
     """
 
     groups = ("sm",)
+    stat, key = "sm", "Sm"
 
     def __init__(self, alpha: float = 0.5, centroid_rounding: str = "half_even", **kwargs):
         super().__init__(**kwargs)
         if centroid_rounding not in F.CENTROID_ROUNDING:
             raise ValueError(f"centroid_rounding must be one of {F.CENTROID_ROUNDING}, got {centroid_rounding!r}")
         self.alpha, self.centroid_rounding = alpha, centroid_rounding
-        self.add_state("total", default=_zeros(), dist_reduce_fx="sum")
-        self.add_state("n", default=_zeros(), dist_reduce_fx="sum")
 
     def _stat_kwargs(self):
         return {"alpha": self.alpha, "centroid_rounding": self.centroid_rounding}
-
-    def _add(self, stats):
-        self.total += self._sum(stats, "sm")
-        self.n += len(stats)
-
-    def compute(self) -> dict[str, Tensor]:
-        return {"Sm": self.total / self.n}
 
 
 class EMeasure(_SODMetric):
@@ -261,26 +262,18 @@ class EMeasure(_SODMetric):
         return {"maxEm": curve.max(), "meanEm": curve.mean(), "adpEm": self.adp_sum / self.n, "curve": curve}
 
 
-class WeightedFMeasure(_SODMetric):
+class WeightedFMeasure(_ImageMean):
     """``wF``: weighted F-measure (beta = 1), averaged over images; 0 for an image without foreground."""
 
     groups = ("wf",)
+    stat, key = "wf", "wF"
 
     def __init__(self, beta: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.beta = beta
-        self.add_state("total", default=_zeros(), dist_reduce_fx="sum")
-        self.add_state("n", default=_zeros(), dist_reduce_fx="sum")
 
     def _stat_kwargs(self):
         return {"wf_beta": self.beta}
-
-    def _add(self, stats):
-        self.total += self._sum(stats, "wf")
-        self.n += len(stats)
-
-    def compute(self) -> dict[str, Tensor]:
-        return {"wF": self.total / self.n}
 
 
 class SODMetrics(MetricCollection):
