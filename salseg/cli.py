@@ -34,7 +34,7 @@ def _cmd_run(args) -> int:
 def _cmd_ablate(args) -> int:
     from salseg.studies.run import run_ablation
 
-    run_ablation(args.name, args.overrides)
+    run_ablation(args.name, args.overrides, resume=args.resume)
     return 0
 
 
@@ -75,13 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("name", help="experiment name: a file experiments/<name>.yaml"
                    " or experiments/comparisons/<name>.yaml")
     r.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. trainer.max_epochs=3 data=ecssd")
-    r.add_argument("--resume", action="store_true", help="continue the newest run of NAME from its last.ckpt")
+    r.add_argument("--resume", action="store_true", help="continue the newest run of NAME from its last.ckpt "
+                   "(a comparison: skip the entries whose run completed, run the rest)")
     r.add_argument("--print-config", action="store_true", help="print the composed config and exit")
     r.set_defaults(func=_cmd_run)
 
     a = sub.add_parser("ablate", help="run every variant of experiments/ablations/<name>.yaml, write a table + PR plot")
     a.add_argument("name")
     a.add_argument("overrides", nargs="*", help="overrides applied to every variant")
+    a.add_argument("--resume", action="store_true", help="reuse the newest study folder: skip the variants whose "
+                   "run completed, run the rest")
     a.set_defaults(func=_cmd_ablate)
 
     rb = sub.add_parser("robust", help="robustness study (MEnet Table II / Fig. 8): test under AWGN and JPEG at random "
@@ -106,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list experiments and ablations")
     ls.set_defaults(func=_cmd_list)
+
+    # `--debug` before or after the command: the subcommands' copy defaults to SUPPRESS so that it never resets
+    # a `salseg --debug run ...` given before the command.
+    debug_help = "on an error about the input, show the full Python traceback instead of one line"
+    p.add_argument("--debug", action="store_true", help=debug_help)
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return p
 
 
@@ -136,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (SalsegError, FileNotFoundError) as err:
-        # Errors about the user's input: one clear line, not a traceback.
+        if args.debug:
+            raise
+        # Errors about the user's input: one clear line, not a traceback (`--debug` shows it).
         print(f"salseg: error: {err}", file=sys.stderr)
         return 2
 

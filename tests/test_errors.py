@@ -81,3 +81,23 @@ def test_eval_of_a_corrupt_map_is_one_line(tmp_path):
                           timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert proc.stderr.startswith("salseg: error: cannot read image ") and "a.png" in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["--debug", "run", "no_such_experiment"], ["run", "no_such_experiment", "--debug"]],
+                         ids=["before-the-command", "after-the-command"])
+def test_debug_flag_reraises_a_user_error_with_its_traceback(argv, capsys):
+    with pytest.raises(ConfigError, match="unknown experiment 'no_such_experiment'"):
+        cli.main(argv)
+    assert capsys.readouterr().err == ""
+
+
+def test_without_debug_the_same_error_is_one_line(capsys):
+    assert cli.main(["run", "no_such_experiment"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("salseg: error: unknown experiment 'no_such_experiment'") and err.count("\n") == 1
+
+
+def test_help_documents_the_debug_flag(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "--debug" in capsys.readouterr().out
