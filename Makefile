@@ -39,8 +39,8 @@ exp: $(STAMP)
 	$(BIN)/python -m salseg run $(NAME) $(ARGS) $(if $(filter 1 yes true,$(RESUME)),--resume,)
 
 ablation: $(STAMP)
-	@test -n "$(NAME)" || { echo "usage: make ablation NAME=<ablation> [ARGS=\"key=value ...\"]"; $(BIN)/python -m salseg list; exit 2; }
-	$(BIN)/python -m salseg ablate $(NAME) $(ARGS)
+	@test -n "$(NAME)" || { echo "usage: make ablation NAME=<ablation> [ARGS=\"key=value ...\"] [RESUME=1]"; $(BIN)/python -m salseg list; exit 2; }
+	$(BIN)/python -m salseg ablate $(NAME) $(ARGS) $(if $(filter 1 yes true,$(RESUME)),--resume,)
 
 robust: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make robust NAME=<experiment> [CKPT=path.ckpt] [VARIANCES=v1,v2,...] [ARGS=\"key=value ...\"]"; $(BIN)/python -m salseg list; exit 2; }

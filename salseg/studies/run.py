@@ -8,10 +8,17 @@ collect its metrics and PR curves), and the two studies built on it (README "Run
   under its own name, compared in ``runs/<NAME>/<timestamp>/``.
 
 The robustness study (:mod:`salseg.robustness`) runs a comparison's entries through :func:`run_each` too.
+
+Resuming a study (``--resume``, ``RESUME=1``): the study folder records, as the loop goes, the run folder and the
+resolved config of each entry (:class:`StudyState`, ``plan_state.json``); a resumed study reuses its newest folder,
+collects every entry whose recorded run is complete with the same config without running it again, and runs the
+rest (continuing an interrupted training from its ``checkpoints/last.ckpt`` when the config is unchanged).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +26,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from salseg import tracking
-from salseg.config import ConfigError, compose
+from salseg.atomic import json_default, write_json
+from salseg.config import ConfigError, compose, resolve
 from salseg.studies.plan import Variant, ablation_plan, comparison_plan, load_ablation, load_comparison
 from salseg.studies.report import write_outputs
 
@@ -37,6 +45,60 @@ class Collected:
 
 def last_checkpoint(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints" / "last.ckpt"
+
+
+class StudyState:
+    """``<study folder>/plan_state.json``: entry -> {run_dir, config (resolved, as planned)}, rewritten atomically
+    after each entry runs or fails, so a resumed study knows which runs it can collect instead of rerunning."""
+
+    FILE = "plan_state.json"
+
+    def __init__(self, folder: Path, resume: bool):
+        self.path = Path(folder) / self.FILE
+        self.entries: dict[str, dict] = (json.loads(self.path.read_text())["entries"]
+                                         if resume and self.path.is_file() else {})
+
+    def record(self, entry: str, run_dir: str | Path, config: dict) -> None:
+        self.entries[entry] = {"run_dir": str(run_dir), "config": config}
+        if tracking.env_global_rank() == 0:  # under DDP every process runs the loop; one writes
+            write_json(self.path, {"entries": self.entries})
+
+    def recorded_run(self, entry: str, config: dict) -> Path | None:
+        """The run folder recorded for ``entry`` if it ran with this same config, else None."""
+        got = self.entries.get(entry)
+        return Path(got["run_dir"]) if got and got["config"] == config else None
+
+
+def comparable(config: dict) -> dict:
+    """A resolved config as it reads back from JSON (tuples as lists...), so a recorded one compares equal."""
+    return json.loads(json.dumps(config, default=json_default))
+
+
+def is_complete(run_dir: Path) -> bool:
+    """Whether the run wrote its metrics.json (written last, so only a finished run has one)."""
+    path = run_dir / "metrics.json"
+    return path.is_file() and json.loads(path.read_text()).get("status") == "complete"
+
+
+def load_result(run_dir: Path):
+    """The :class:`~salseg.runner.RunResult` of a complete run, read from its metrics.json and curves.json."""
+    from salseg.runner import RunResult
+
+    doc = json.loads((run_dir / "metrics.json").read_text())
+    curves = run_dir / "curves.json"
+    return RunResult(run_dir=run_dir, metrics=doc["maps"], curves=json.loads(curves.read_text())
+                     if curves.is_file() else {}, seconds=doc.get("seconds", 0.0), n_images=doc.get("n_images", {}))
+
+
+def study_folder(parent: Path, resume: bool) -> Path:
+    """A new ``<parent>/<timestamp>``, or with ``resume`` the newest one that recorded a plan state."""
+    if resume:
+        earlier = sorted(p.parent for p in parent.glob(f"*/{StudyState.FILE}"))
+        if earlier:
+            print(f"[salseg] resuming the study in {earlier[-1]}")
+            return earlier[-1]
+        print(f"[salseg] RESUME=1 but no earlier study under {parent}: starting a new one")
+    return parent / time.strftime("%Y%m%d-%H%M%S")
 
 
 def run_each(plan: list[Variant], execute: Callable[[Variant, dict[str, str]], R],
@@ -63,10 +125,13 @@ def run_each(plan: list[Variant], execute: Callable[[Variant, dict[str, str]], R
 
 
 def run_plan(kind: str, name: str, plan: list[Variant], extra_overrides: list[str], runs_dir: str | None,
-             resume: bool = False) -> Collected:
+             state: StudyState | None = None) -> Collected:
     """Run each variant of ``plan`` (W&B group = ``name``) and collect its rows. Variants that differ only in
-    ``map`` share one run; a ``checkpoint_of`` variant tests that variant's checkpoint (``test_only``)."""
-    from salseg.runner import run
+    ``map`` share one run; a ``checkpoint_of`` variant tests that variant's checkpoint (``test_only``).
+
+    ``state``: record each entry's run there; an entry whose recorded run is complete with the same config is
+    collected from disk instead of run (a resumed study)."""
+    from salseg import runner
 
     def announce(i: int, v: Variant, reused: bool) -> None:
         shown = " ".join(v.overrides) if kind == "ablation" else v.experiment
@@ -86,7 +151,27 @@ def run_plan(kind: str, name: str, plan: list[Variant], extra_overrides: list[st
         ovr += [f"{k}={last_checkpoint(run_dirs[ref])}" for k, ref in v.use_checkpoint_of]
         if runs_dir:
             ovr.append(f"runs_dir={runs_dir}")
-        return run(compose(v.experiment, ovr), resume=resume)
+        if state is None:
+            return runner.run(compose(v.experiment, ovr))
+        planned = comparable(resolve(compose(v.experiment, ovr)))
+        earlier = state.recorded_run(v.name, planned)
+        if earlier is not None and is_complete(earlier):
+            print(f"[salseg] {v.name}: complete in {earlier}, not rerun")
+            return load_result(earlier)
+        if earlier is not None and last_checkpoint(earlier).is_file() and not planned["test_only"]:
+            # an interrupted training with the same config: continue it (Lightning restores epoch and optimizer)
+            print(f"[salseg] {v.name}: continuing the interrupted run {earlier} from its last.ckpt")
+            ovr.append(f"ckpt_path={last_checkpoint(earlier)}")
+        before = os.environ.get(tracking.RUN_DIR_ENV)
+        try:
+            result = runner.run(compose(v.experiment, ovr))
+        except BaseException:
+            started = os.environ.get(tracking.RUN_DIR_ENV)  # the runner names its run folder here once made
+            if started and started != before:
+                state.record(v.name, started, planned)
+            raise
+        state.record(v.name, result.run_dir, planned)
+        return result
 
     got = Collected()
 
@@ -108,20 +193,23 @@ def run_plan(kind: str, name: str, plan: list[Variant], extra_overrides: list[st
     return got
 
 
-def run_ablation(name: str, extra_overrides: list[str] = (), runs_dir: str | None = None) -> Path:
-    """Run every variant of ``experiments/ablations/<name>.yaml``; one table + PR plot (and its summary rows)."""
+def run_ablation(name: str, extra_overrides: list[str] = (), runs_dir: str | None = None,
+                 resume: bool = False) -> Path:
+    """Run every variant of ``experiments/ablations/<name>.yaml``; one table + PR plot (and its summary rows).
+    ``resume``: reuse the newest study folder and run only the variants whose run did not complete."""
     abl = load_ablation(name)
     plan = ablation_plan(abl)
     return _run_and_compare("ablation", name, plan, list(extra_overrides), runs_dir, Path("ablations") / name,
-                            summary=list(abl.get("summary") or []))
+                            resume, summary=list(abl.get("summary") or []))
 
 
 def run_comparison(name: str, extra_overrides: list[str] = (), runs_dir: str | None = None,
                    resume: bool = False) -> Path:
     """Run every experiment of the comparison file ``experiments/comparisons/<name>.yaml``; one table + PR plot.
 
-    Each entry is an ordinary run of its own experiment (``runs/<entry>/<timestamp>/``, resumable on its own);
-    the comparison goes to ``runs/<name>/<timestamp>/`` (table.md, table.csv, pr_curves.png, metrics.png).
+    Each entry is an ordinary run of its own experiment (``runs/<entry>/<timestamp>/``); the comparison goes to
+    ``runs/<name>/<timestamp>/`` (table.md, table.csv, pr_curves.png, metrics.png). ``resume``: reuse the newest
+    comparison folder and run only the entries whose run did not complete.
     """
     cmp = load_comparison(name)
     if cmp is None:
@@ -132,9 +220,9 @@ def run_comparison(name: str, extra_overrides: list[str] = (), runs_dir: str | N
 
 def _run_and_compare(kind: str, name: str, plan: list[Variant], extra_overrides: list[str], runs_dir: str | None,
                      out_subdir: Path, resume: bool = False, summary: list[str] = ()) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    got = run_plan(kind, name, plan, extra_overrides, runs_dir, resume)
-    out = Path(runs_dir or compose(plan[0].experiment, list(extra_overrides)).runs_dir) / out_subdir / stamp
+    out = study_folder(Path(runs_dir or compose(plan[0].experiment, list(extra_overrides)).runs_dir) / out_subdir,
+                       resume)
+    got = run_plan(kind, name, plan, extra_overrides, runs_dir, StudyState(out, resume))
     if tracking.env_global_rank() == 0:  # under DDP every process runs the loop; one writes the comparison
         write_outputs(out, name, got.rows, got.curves, got.run_dirs, kind=kind, summary=summary)
     return out
