@@ -99,6 +99,7 @@ def _apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> None:
         key, value = item.split("=", 1)
         try:
             parsed = OmegaConf.from_dotlist([f"x={value}"]).x
+            _check_scalar_type(key, OmegaConf.select(cfg, key, default=None), parsed, value)
             # A mapping given on the command line REPLACES the node (data.test={sod: {...}} tests on sod only).
             OmegaConf.update(cfg, key, parsed, merge=False, force_add=False)
             _open_dataset_maps(cfg)
@@ -119,6 +120,27 @@ def _apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> None:
                 f"unknown config key {key!r}.{hint} "
                 f"Keys under {parent or 'the top level'}: {', '.join(map(str, known))}"
             ) from err
+
+
+def _check_scalar_type(key: str, current, parsed, text: str) -> None:
+    """Refuse an override whose value cannot have the type of the value it replaces, naming key, value and type.
+
+    YAML configs are untyped to OmegaConf, so ``data.batch_size=lots`` would otherwise reach a constructor's
+    ``int()`` and fail there without the key's name. Only clear mismatches are refused: a word or a list where a
+    number or a boolean stood, a boolean where a number stood. Numbers stay interchangeable (Lightning's
+    ``limit_val_batches`` is a fraction as 1.0 and a count as 10), ``null`` is always allowed (the constructor
+    decides), and interpolations (``${oc.env:...}``) are resolved later.
+    """
+    if current is None or parsed is None or not isinstance(current, (bool, int, float)):
+        return
+    if "${" in text:
+        return
+    expected = "a boolean (true or false)" if isinstance(current, bool) else (
+        "an integer" if isinstance(current, int) else "a number")
+    fits = isinstance(parsed, bool) if isinstance(current, bool) else (
+        isinstance(parsed, (int, float)) and not isinstance(parsed, bool))
+    if not fits:
+        raise ConfigError(f"override {key}={text}: expected {expected} (the current value is {current!r})")
 
 
 def compose(name: str, overrides: Iterable[str] = (), experiment: DictConfig | None = None) -> DictConfig:

@@ -101,3 +101,23 @@ def test_help_documents_the_debug_flag(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     assert "--debug" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("data.batch_size=lots", "override data.batch_size=lots: expected an integer (the current value is 16)"),
+    ("trainer.max_epochs=abc", "override trainer.max_epochs=abc: expected an integer (the current value is 1)"),
+    ("trainer.deterministic=maybe", "override trainer.deterministic=maybe: expected a boolean (true or false)"),
+])
+def test_a_badly_typed_override_is_one_line_naming_key_value_and_type(override, expected, capsys):
+    assert cli.main(["run", "rc_shapes", override, "logger=csv"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"salseg: error: {expected}") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_overrides_of_the_right_type_still_compose():
+    from salseg.config import compose
+
+    cfg = compose("rc_shapes", ["data.batch_size=4", "data.image_size=null",
+                                "trainer.deterministic=true", "seed=${oc.env:SALSEG_SEED,3}", "trainer.max_epochs=2.0"])
+    assert (cfg.data.batch_size, cfg.data.image_size, cfg.trainer.deterministic) == (4, None, True)
+    assert (str(cfg.seed), cfg.trainer.max_epochs) == ("3", 2.0)
