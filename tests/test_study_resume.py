@@ -113,3 +113,28 @@ def test_resume_without_an_earlier_study_starts_a_new_one(study, capsys):
     write("model.n_levels: 8")
     assert ablate(tmp_path, "runs", "--resume") == 0 and ran == ["a", "b", "c"]
     assert "RESUME=1 but no earlier study under" in capsys.readouterr().out
+
+
+def test_a_resumed_comparison_skips_complete_entries_and_reruns_what_depends_on_a_rerun(study, capsys):
+    # `make exp NAME=<comparison> RESUME=1`: rc_b tests rc_a's checkpoint, so it is reused only while rc_a is
+    write, ran, tmp_path = study
+    exp_dir = config.EXPERIMENT_DIR
+    (exp_dir / "rc_a.yaml").write_text(RC)
+    (exp_dir / "rc_b.yaml").write_text(RC)
+    (exp_dir / "comparisons").mkdir()
+    (exp_dir / "comparisons" / "pair.yaml").write_text(
+        "compare: [rc_a, {rc_b: {use_checkpoint_of: {ckpt_path: rc_a}}}]\n")
+    argv = ["run", "pair", f"runs_dir={tmp_path / 'runs'}"]
+    assert main(argv) == 0 and ran == ["rc_a", "rc_b"]
+    (folder,) = (tmp_path / "runs" / "pair").iterdir()
+    first = json.loads((folder / "results.json").read_text())["runs"]
+
+    ran.clear()
+    assert main(argv + ["--resume"]) == 0 and ran == []
+    assert f"[salseg] rc_b: complete in {first['rc_b']}, not rerun" in capsys.readouterr().out
+    assert json.loads((folder / "results.json").read_text())["runs"] == first
+
+    (Path(first["rc_a"]) / "metrics.json").unlink()  # rc_a lost: it runs again, and so does rc_b on its new ckpt
+    assert main(argv + ["--resume"]) == 0 and ran == ["rc_a", "rc_b"]
+    again = json.loads((folder / "results.json").read_text())["runs"]
+    assert again["rc_a"] != first["rc_a"] and again["rc_b"] != first["rc_b"]
