@@ -129,7 +129,7 @@ def _check_scalar_type(key: str, current, parsed, text: str) -> None:
     ``int()`` and fail there without the key's name. Only clear mismatches are refused: a word or a list where a
     number or a boolean stood, a boolean where a number stood. Numbers stay interchangeable (Lightning's
     ``limit_val_batches`` is a fraction as 1.0 and a count as 10), ``null`` is always allowed (the constructor
-    decides), and interpolations (``${oc.env:...}``) are resolved later.
+    decides), and interpolations (``${oc.env:...}``) are left alone: their type is only known once resolved.
     """
     if current is None or parsed is None or not isinstance(current, (bool, int, float)):
         return

@@ -10,6 +10,7 @@ import pytest
 
 from salseg import cli
 from salseg.backbones.weights import WeightsNotFound
+from salseg.callbacks.guards import NonFiniteLossError
 from salseg.config import ConfigError
 from salseg.data.datamodule import SpecError
 from salseg.data.io import CorruptFileError, DataError, MissingDataError, SizeMismatchError, UnpairedFileError
@@ -37,6 +38,7 @@ USER_ERRORS = [
     (SaliencyCheckpointError, ValueError),
     (StaleCueCache, RuntimeError),
     (WeightsNotFound, FileNotFoundError),
+    (NonFiniteLossError, FloatingPointError),
 ]
 
 
@@ -121,3 +123,43 @@ def test_overrides_of_the_right_type_still_compose():
                                 "trainer.deterministic=true", "seed=${oc.env:SALSEG_SEED,3}", "trainer.max_epochs=2.0"])
     assert (cfg.data.batch_size, cfg.data.image_size, cfg.trainer.deterministic) == (4, None, True)
     assert (str(cfg.seed), cfg.trainer.max_epochs) == ("3", 2.0)
+
+
+# A very small MEnet on a few 32 px shapes: builds and trains in seconds (as in tests/test_training_faults.py).
+TINY_MENET = ["logger=csv", "model.depth=3", "model.width=4", "model.max_width=16", "data.image_size=32",
+              "data.num_workers=0", "data.val=null", "data.batch_size=8", "data.eval_batch_size=4",
+              "data.train={dataset: shapes, split: train, size: 24, image_size: 32}",
+              "data.test={shapes: {dataset: shapes, split: test, size: 4}}", "trainer.max_epochs=1",
+              "trainer.enable_progress_bar=false"]
+
+
+def _error_lines(err: str) -> list[str]:
+    # Lightning's own start-up notes ("GPU available: ...") may share stderr; the error is the line salseg prints.
+    return [line for line in err.splitlines() if line.startswith("salseg:") or "Traceback" in line]
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("model.variant=bogus", "model.variant must be one of ('menet', 'ce_only', 'ce_plain'), got 'bogus'"),
+    ("model.optimizer=bogus", "model.optimizer must be one of ('sgd', 'adam', 'adamw'), got 'bogus'"),
+])
+def test_a_bad_model_value_is_one_line_naming_it(override, expected, tmp_path, capsys):
+    assert cli.main(["run", "menet_shapes", *TINY_MENET, override, f"runs_dir={tmp_path}"]) == 2
+    assert _error_lines(capsys.readouterr().err) == [f"salseg: error: {expected}"]
+
+
+def test_a_diverging_run_is_one_line_naming_the_step(tmp_path, monkeypatch, capsys):
+    from salseg.methods.menet.loss import MEnetLoss
+
+    real = MEnetLoss.forward
+
+    def diverged(self, logits, f, mask):
+        out = real(self, logits, f, mask)
+        out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(MEnetLoss, "forward", diverged)
+    assert cli.main(["run", "menet_shapes", *TINY_MENET, f"runs_dir={tmp_path}"]) == 2
+    assert _error_lines(capsys.readouterr().err) == [
+        "salseg: error: training loss is nan at global step 0 (epoch 0, batch 0); stopping the run"]
+    with pytest.raises(NonFiniteLossError, match="training loss is nan at global step 0"):
+        cli.main(["--debug", "run", "menet_shapes", *TINY_MENET, f"runs_dir={tmp_path / 'debug'}"])

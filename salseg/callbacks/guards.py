@@ -6,6 +6,12 @@ import math
 
 from lightning.pytorch import Callback
 
+from salseg.errors import SalsegError
+
+
+class NonFiniteLossError(SalsegError, FloatingPointError):
+    """The training loss became NaN/inf: a diverged run (the learning rate, the data), shown as one line."""
+
 
 class NonFiniteLossGuard(Callback):
     """Stop a run whose training loss becomes NaN/inf, naming the step: a diverged run must not look finished.
@@ -24,7 +30,7 @@ class NonFiniteLossGuard(Callback):
     def on_before_backward(self, trainer, pl_module, loss) -> None:
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise FloatingPointError(
+            raise NonFiniteLossError(
                 f"training loss is {value} at global step {trainer.global_step} "
                 f"(epoch {trainer.current_epoch}, batch {self._batch_idx}); stopping the run"
             )
