@@ -130,6 +130,20 @@ def _quiet_known_noise() -> None:
         lambda rec: "litlogger" not in rec.getMessage())
 
 
+def _user_message(err: BaseException) -> str:
+    """The error's own message, also when it was raised inside a DataLoader worker.
+
+    torch re-raises a worker's exception in the main process as the same type built from one string: "Caught
+    <Type> in DataLoader worker process N.\nOriginal Traceback ...", the worker's whole traceback, whose last line
+    is "<module>.<Type>: <message>" (torch/_utils.py, ExceptionWrapper.reraise). The user's line is that message.
+    """
+    text = str(err)
+    if text.startswith("Caught ") and "\nOriginal Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        text = last.removeprefix(f"{type(err).__module__}.{type(err).__qualname__}: ")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -149,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         # Errors about the user's input: one clear line, not a traceback (`--debug` shows it).
-        print(f"salseg: error: {err}", file=sys.stderr)
+        print(f"salseg: error: {_user_message(err)}", file=sys.stderr)
         return 2
 
 

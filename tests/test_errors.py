@@ -163,3 +163,23 @@ def test_a_diverging_run_is_one_line_naming_the_step(tmp_path, monkeypatch, caps
         "salseg: error: training loss is nan at global step 0 (epoch 0, batch 0); stopping the run"]
     with pytest.raises(NonFiniteLossError, match="training loss is nan at global step 0"):
         cli.main(["--debug", "run", "menet_shapes", *TINY_MENET, f"runs_dir={tmp_path / 'debug'}"])
+
+
+def test_an_error_in_a_dataloader_worker_is_the_original_one_line(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for folder in ("img", "gt"):
+        (tmp_path / folder).mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (20, 20, 3), np.uint8)).save(tmp_path / "img" / f"a{i}.png")
+        Image.fromarray(rng.integers(0, 2, (20, 20), np.uint8) * 255).save(tmp_path / "gt" / f"a{i}.png")
+    truncated = tmp_path / "img" / "a1.png"
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    test_set = f"data.test={{bad: {{dataset: folder, images: {tmp_path / 'img'}, masks: {tmp_path / 'gt'}}}}}"
+    argv = ["run", "rc_shapes", "logger=csv", "data.num_workers=1", "trainer.enable_progress_bar=false",
+            f"runs_dir={tmp_path / 'runs'}", test_set]
+    assert cli.main(argv) == 2  # torch re-raises it in the main process with the worker's traceback as its text
+    assert _error_lines(capsys.readouterr().err) == [
+        f"salseg: error: cannot decode {truncated}: OSError: image file is truncated"]
