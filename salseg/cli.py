@@ -59,6 +59,21 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_predict(args) -> int:
+    import time
+
+    from salseg.predict import load_method, pick_device, predict_folder
+
+    device = pick_device(args.device)
+    predictor = load_method(args.source, args.overrides)
+    start = time.perf_counter()
+    written = predict_folder(predictor, args.images, args.out, map_name=args.map, batch_size=args.batch_size,
+                             recursive=args.recursive, num_workers=args.workers, device=device)
+    print(f"{len(written)} maps from {predictor.source} written to {args.out} "
+          f"({time.perf_counter() - start:.1f} s on {device})")
+    return 0
+
+
 def _cmd_list(args) -> int:
     from salseg.config import list_ablations, list_experiments
 
@@ -106,6 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--allow-missing", action="store_true", help="skip GT files without a prediction (counted)")
     e.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     e.set_defaults(func=_cmd_eval)
+
+    pr = sub.add_parser("predict", help="write the saliency maps of a trained run, a checkpoint or a training-free "
+                        "method for a folder of images (8-bit PNGs at each image's size, named <stem>.png)")
+    pr.add_argument("source", help="a run folder (runs/<NAME>/<stamp>, or runs/<NAME>: its newest run), a checkpoint "
+                    "file, or an experiment name (a training-free method such as rc_shapes; a trained one: the "
+                    "newest run of that experiment)")
+    pr.add_argument("overrides", nargs="*", help="dotlist overrides of an experiment name, e.g. model.num_workers=2")
+    pr.add_argument("--images", required=True, help="folder of images (any format PIL opens)")
+    pr.add_argument("--out", required=True, help="folder for the maps (created; subfolders mirror --recursive)")
+    pr.add_argument("--map", help="which map to write (default: the method's primary map, e.g. --map metric for "
+                    "MEnet's metric map); a semantic map (DCSP) is written as class indices with the VOC palette")
+    pr.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    pr.add_argument("--recursive", action="store_true", help="also the images in subfolders of --images")
+    pr.add_argument("--device", default="auto", help="auto (the GPU when there is one), cpu, cuda, cuda:1, ...")
+    pr.add_argument("--workers", type=int, default=0, help="DataLoader processes decoding images (default 0)")
+    pr.set_defaults(func=_cmd_predict)
 
     ls = sub.add_parser("list", help="list experiments and ablations")
     ls.set_defaults(func=_cmd_list)
