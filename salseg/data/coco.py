@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from salseg.errors import import_extra
+
 from .io import DataError, MissingDataError, read_image
 from .labelled import IGNORE, LabelledSegDataset, Raw
 
@@ -42,9 +44,8 @@ LAYOUT = ("<root>/annotations/instances_{split}{year}.json + <root>/{split}{year
 
 def ann_to_mask(ann: dict, h: int, w: int) -> np.ndarray:
     """Binary uint8 (h, w) mask of one COCO annotation (polygons, uncompressed or compressed RLE)."""
-    from pycocotools import (
-        mask as mask_utils,  # imported on first decode: building the registry stays cheap
-    )
+    # imported on first decode: building the registry stays cheap, and pycocotools is the `coco` extra
+    mask_utils = import_extra("pycocotools.mask", "coco", "the COCO dataset (its polygon/RLE masks)")
 
     segm = ann["segmentation"]
     if isinstance(segm, list):  # polygons: one object may have several parts

@@ -25,20 +25,28 @@ class SaliencyCheckpointError(SalsegError, ValueError):
     pass
 
 
-def checkpoint_kind(path: Path) -> str:
-    """The model kind of a salseg checkpoint (see the module docstring)."""
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint at ``path`` (a path from config), read with ``weights_only=True``: tensors, containers and
+    primitives only, so a crafted pickle cannot run code; anything else is a :class:`SaliencyCheckpointError`."""
     if not path.is_file():
         raise SaliencyCheckpointError(f"model.saliency_checkpoint: no file {path} (expected a salseg checkpoint of "
                                       f"a saliency model: {', '.join(SALIENCY_KINDS)}, e.g. runs/menet_shapes/"
                                       f"<timestamp>/checkpoints/last.ckpt)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)  # a path from config: no pickled code
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise SaliencyCheckpointError(f"model.saliency_checkpoint {path} is not a readable PyTorch checkpoint "
-                                      f"({type(exc).__name__}: {str(exc)[:200]})") from exc
+        raise SaliencyCheckpointError(f"model.saliency_checkpoint {path} is not a readable PyTorch checkpoint of "
+                                      f"weights only ({type(exc).__name__}: {str(exc)[:200]})") from exc
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise SaliencyCheckpointError(f"model.saliency_checkpoint {path} is not a Lightning checkpoint (no "
                                       f"state_dict): expected the last.ckpt of a salseg saliency run")
+    return ckpt
+
+
+def checkpoint_kind(path: Path, ckpt: dict | None = None) -> str:
+    """The model kind of a salseg checkpoint (see the module docstring); ``ckpt``: the already read checkpoint."""
+    if ckpt is None:
+        ckpt = read_checkpoint(path)
     kind = ckpt.get("salseg_model")
     if kind is None:
         config = path.parent.parent / "config.yaml"
@@ -57,12 +65,18 @@ class SaliencySource:
 
     def __init__(self, checkpoint: str | Path, device: torch.device | str = "cpu"):
         self.path = Path(str(checkpoint)).expanduser()
-        self.kind = checkpoint_kind(self.path)
+        ckpt = read_checkpoint(self.path)
+        self.kind = checkpoint_kind(self.path, ckpt)
         if self.kind not in SALIENCY_KINDS:
             raise SaliencyCheckpointError(
                 f"model.saliency_checkpoint {self.path} holds a {self.kind!r} model, which makes no saliency map; "
                 f"DCSP needs a saliency model: one of {', '.join(SALIENCY_KINDS)}")
-        self.model = registry.model_class(self.kind).load_from_checkpoint(self.path, map_location=device).eval()
+        # built from the checkpoint read above rather than by ``load_from_checkpoint``, which unpickles the file
+        # again with whatever ``weights_only`` default the installed Lightning/torch pair has (False before torch 2.6)
+        self.model = registry.model_class(self.kind)(**ckpt.get("hyper_parameters", {}))
+        self.model.on_load_checkpoint(ckpt)
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.model.to(device).eval()
         self.model.requires_grad_(False)
         size = getattr(self.model.hparams, "image_size", None)
         self.size = int(size) if size else None

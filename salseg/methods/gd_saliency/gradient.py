@@ -7,14 +7,17 @@ are the paper's and the suite's map contract.
 from __future__ import annotations
 
 import torch
-from captum.attr import Saliency
 from torch import Tensor, nn
+
+from salseg.errors import import_extra
 
 from .generator import as_image_batch, check_logits, normalize_maps
 
 
 def gradient_saliency(model: nn.Module, images: Tensor, labels: Tensor | None = None) -> Tensor:
     """(B, 1, H, W) maps in [0, 1] for ``labels`` (default: the model's top-1), the model in eval mode."""
+    # captum is the `attribution` extra: imported here, so only this map needs it
+    saliency = import_extra("captum.attr", "attribution", "the GD 'gradient' baseline map").Saliency
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
@@ -25,7 +28,7 @@ def gradient_saliency(model: nn.Module, images: Tensor, labels: Tensor | None = 
             check_logits(z)
             target = z.argmax(1) if labels is None else torch.as_tensor(labels, device=x.device).long().reshape(-1)
             target = target.clone()  # labels made under inference mode cannot enter autograd
-            grad = Saliency(model).attribute(x.requires_grad_(True), target=target, abs=True)
+            grad = saliency(model).attribute(x.requires_grad_(True), target=target, abs=True)
         return normalize_maps(grad.amax(1, keepdim=True).detach().float(), "max")
     finally:
         for m, training in modes.items():
