@@ -9,15 +9,12 @@ Speed: reading and per-image statistics run in worker processes (a torch ``DataL
 default); only the small per-image statistics travel back and are summed into the metric states in this
 process, so the result equals a sequential evaluation (up to float summation order, ~1e-16).
 
-Reading (``read_gray``), matching OpenCV's IMREAD_GRAYSCALE:
-- L / 1-bit: as stored (1-bit -> {0, 255}).
-- RGB(A), palette and other colour modes: alpha dropped, luminance as OpenCV computes it for that format:
-  PNG through libpng ``(9797 R + 19234 G + 3737 B) >> 15``; JPEG the decoder's own Y channel; other formats
-  OpenCV's ``(4899 R + 9617 G + 1868 B + 8192) >> 14``. (Checked against opencv-python 4.14; PIL's own
-  ``convert("L")`` differs by one level on about half of the coloured pixels. Grey RGB maps, R = G = B, read
-  the same either way.)
-- 16-bit: the high byte (``v >> 8``), as OpenCV. A float ("F") image with values in [0, 1] is kept as a float map.
-A corrupt or truncated file raises :class:`ImageReadError` naming it.
+Reading: one grey reading for masks and maps, shared with training (``salseg.data.io``): ground truths through
+``read_gt`` (= ``io.read_mask``, the training datasets' reader), maps through ``read_gray`` (= ``io.read_gray``);
+both decode like OpenCV's IMREAD_GRAYSCALE (a coloured PNG through libpng's luminance, JPEG its Y channel, 16-bit
+the high byte; a float ("F") map in [0, 1] is kept as a float map). See ``salseg.data.io`` for every mode.
+A corrupt or truncated file, or a file that is not an image, raises :class:`ImageReadError` naming it (the CLI
+prints it as one line).
 
 Size: a prediction whose size differs from its GT is resized to the GT size, bilinear with half-pixel centres
 (as ``cv2.resize(..., INTER_LINEAR)``, up to one level of OpenCV's fixed-point rounding) and rounded back to
@@ -37,63 +34,39 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from salseg.errors import SalsegError
+from salseg.data import io
+from salseg.data.io import CorruptFileError, DataError
 from salseg.metrics import METRIC_KEYS, SODMetrics, functional
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".gif")
 _BATCH = 4  # images per worker task: ~5-10% faster than 1 on SOD-300 (fewer transfers); 8 gains nothing more
 
 
-class ImageReadError(SalsegError, ValueError):
-    """An image file could not be decoded (corrupt, truncated, not an image)."""
+class ImageReadError(CorruptFileError):
+    """An image file could not be decoded (corrupt, truncated, not an image): the data loaders' error, named for
+    ``salseg eval`` ("cannot read image <path>: <reason>")."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Reading
+# Reading: the data loaders' readers (salseg.data.io), resizing here
 # ---------------------------------------------------------------------------------------------------------------
-def _luminance(rgb: np.ndarray, image_format: str | None) -> np.ndarray:
-    r, g, b = (rgb[..., i].astype(np.int32) for i in range(3))
-    if image_format == "PNG":  # libpng png_set_rgb_to_gray(0.299, 0.587): truncated 15-bit coefficients
-        return ((9797 * r + 19234 * g + 3737 * b) >> 15).astype(np.uint8)
-    return ((4899 * r + 9617 * g + 1868 * b + 8192) >> 14).astype(np.uint8)  # OpenCV BGR2GRAY
-
-
-def _to_gray(im: Image.Image) -> np.ndarray:
-    mode = im.mode
-    if mode == "L":
-        return np.asarray(im)
-    if mode == "1":
-        return np.asarray(im.convert("L"))
-    if mode.startswith("I;16"):
-        return (np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8)
-    if mode == "I":  # 32-bit integer: 16-bit content scaled like OpenCV, 8-bit content kept
-        a = np.asarray(im)
-        return (np.clip(a, 0, 65535) >> 8).astype(np.uint8) if a.max() > 255 else np.clip(a, 0, 255).astype(np.uint8)
-    if mode == "F":
-        a = np.asarray(im, dtype=np.float64)
-        if np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1:
-            return a
-        return np.clip(np.round(a), 0, 255).astype(np.uint8)
-    if mode == "LA":
-        return np.asarray(im.getchannel("L"))
-    return _luminance(np.asarray(im.convert("RGB")), im.format)
+def _read(reader: Callable[[Path], np.ndarray], path: str | Path) -> np.ndarray:
+    try:
+        return reader(path)
+    except DataError as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc.__cause__ or exc}") from exc
 
 
 def read_gray(path: str | Path) -> np.ndarray:
-    """A (H, W) 8-bit grayscale map (or float in [0, 1] for float images), read like cv2.IMREAD_GRAYSCALE."""
-    try:
-        with Image.open(path) as im:
-            if im.format == "JPEG" and im.mode != "L":
-                im.draft("L", im.size)  # decode straight to the Y channel, as libjpeg does for OpenCV
-            im.load()
-            gray = _to_gray(im)
-    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError... for bad files
-        raise ImageReadError(f"cannot read image {path}: {exc}") from exc
-    # A writable, contiguous copy when PIL hands out a read-only view (torch.from_numpy needs writable memory).
-    return gray if gray.flags.writeable and gray.flags.c_contiguous else np.array(gray)
+    """A saliency map: (H, W) uint8, or float64 in [0, 1] for a float image, read like cv2.IMREAD_GRAYSCALE."""
+    return _read(io.read_gray, path)
+
+
+def read_gt(path: str | Path) -> np.ndarray:
+    """A ground-truth mask read exactly as the training and test datasets read it (``salseg.data.io.read_mask``)."""
+    return _read(io.read_mask, path)
 
 
 def fit_to_gt(pred: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, bool]:
@@ -150,8 +123,9 @@ def pair_files(pred_dir, gt_dir, allow_missing: bool = False) -> tuple[list[tupl
 class _PairScores(Dataset):
     """Item i: read (or take) pair i, fit the prediction to the GT, compute its statistics (numpy)."""
 
-    def __init__(self, pairs: Sequence[tuple[str, Any, Any]], load: Callable[[Any], np.ndarray], stat_kwargs: dict):
-        self.pairs, self.load, self.stat_kwargs = pairs, load, stat_kwargs
+    def __init__(self, pairs: Sequence[tuple[str, Any, Any]], load_pred: Callable[[Any], np.ndarray],
+                 load_gt: Callable[[Any], np.ndarray], stat_kwargs: dict):
+        self.pairs, self.load_pred, self.load_gt, self.stat_kwargs = pairs, load_pred, load_gt, stat_kwargs
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -160,8 +134,8 @@ class _PairScores(Dataset):
         name, pred_src, gt_src = self.pairs[i]
         t0 = time.perf_counter()
         try:
-            pred, gt = self.load(pred_src), self.load(gt_src)
-        except ImageReadError as exc:
+            pred, gt = self.load_pred(pred_src), self.load_gt(gt_src)
+        except DataError as exc:
             # Returned, not raised: the main process stops cleanly and raises it (an exception raised inside a
             # DataLoader worker leaves the loader's queues to a slow, noisy teardown).
             return {"name": name, "error": str(exc)}
@@ -243,7 +217,7 @@ def evaluate_folders(
     pairs, missing = pair_files(pred_dir, gt_dir, allow_missing)
     metric_kwargs = dict(metric_kwargs)
     stat_kwargs = {k: v for k, v in metric_kwargs.items() if k in ("beta2", "alpha", "wf_beta", "centroid_rounding")}
-    result = _score(_PairScores(pairs, read_gray, stat_kwargs), num_workers, metric_kwargs)
+    result = _score(_PairScores(pairs, read_gray, read_gt, stat_kwargs), num_workers, metric_kwargs)
     result["n_missing"] = len(missing)
     result["missing"] = missing
     return result
@@ -256,7 +230,7 @@ def evaluate_arrays(preds: Sequence, gts: Sequence, *, num_workers: int | None =
         raise ValueError(f"got {len(preds)} predictions but {len(gts)} ground truths")
     pairs = [(str(i), np.asarray(p), np.asarray(g)) for i, (p, g) in enumerate(zip(preds, gts))]
     stat_kwargs = {k: v for k, v in metric_kwargs.items() if k in ("beta2", "alpha", "wf_beta", "centroid_rounding")}
-    return _score(_PairScores(pairs, _identity, stat_kwargs), num_workers, dict(metric_kwargs))
+    return _score(_PairScores(pairs, _identity, _identity, stat_kwargs), num_workers, dict(metric_kwargs))
 
 
 # ---------------------------------------------------------------------------------------------------------------

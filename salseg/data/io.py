@@ -9,13 +9,21 @@ Image modes handled by :func:`read_image` (always returns ``uint8 (H, W, 3)``):
     compositing); 16-bit (I;16*, I) and 32-bit float (F) are rescaled to 8 bit (65535 -> 255, F in [0,1] -> 255).
     EXIF orientation is deliberately NOT applied: SOD masks are drawn on the stored pixel grid.
 
-Mask modes handled by :func:`read_mask` (always returns ``uint8 (H, W)`` raw values 0..255, never binarised here):
-    L as is; 1 -> {0, 255}; P (palette) -> the ITU-R 601 luminance of the palette colours (``convert("L")``), i.e.
-    a black/white palette gives {0, 255}; VOC-style coloured class palettes are NOT SOD masks and give the
-    colour's luminance, not the index; RGB -> luminance; RGBA / LA -> luminance of the colour, except when the colour
-    is constant and the alpha varies (an alpha matte), then the alpha; 16-bit -> value / 257 rounded; F in [0,1]
-    -> x255. A mask whose only values are {0, 1} (a 0/1-coded binary mask) is scaled to {0, 255} so that the
-    metrics' ``gt > 128`` sees the object.
+One grey reading for every mask and map (:func:`gray_like_opencv`): training (:func:`read_mask`), the test-time
+ground truth and ``salseg eval`` (``salseg.evaluate`` reads GT with :func:`read_mask` and maps with
+:func:`read_gray`) all decode to grey like ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``, the reading of PySODMetrics
+and most Python SOD evaluation scripts, so a coloured mask reads the same level everywhere:
+    L as is; 1 -> {0, 255}; LA -> its L channel; RGB(A), palette and other colour modes: alpha dropped, luminance as
+    OpenCV computes it for that format: PNG through libpng ``(9797 R + 19234 G + 3737 B) >> 15``, JPEG the
+    decoder's own Y channel, other formats OpenCV's ``(4899 R + 9617 G + 1868 B + 8192) >> 14`` (checked against
+    opencv-python 4.14; PIL's ``convert("L")`` differs by one level on about half of the coloured pixels); 16-bit
+    -> the high byte (``v >> 8``); F in [0, 1] kept as a float map.
+
+:func:`read_mask` (always ``uint8 (H, W)`` raw values 0..255, never binarised here) adds the conventions of a
+mask on top: RGBA / LA / PA whose colour is constant while the alpha varies (an alpha matte) -> the alpha; F in
+[0, 1] -> x255; a mask whose only values are {0, 1} (a 0/1-coded binary mask) is scaled to {0, 255} so that the
+metrics' ``gt > 128`` sees the object. VOC-style coloured class palettes are NOT SOD masks and give the colour's
+luminance, not the index.
 """
 
 from __future__ import annotations
@@ -74,15 +82,23 @@ def _strict_truncation():
         ImageFile.LOAD_TRUNCATED_IMAGES = old
 
 
-def _open(path: str | Path) -> Image.Image:
-    """Open and fully decode ``path``; any decoding problem becomes a :class:`CorruptFileError` naming the file."""
+def _open(path: str | Path, gray: bool = False) -> Image.Image:
+    """Open and fully decode ``path``; any decoding problem becomes a :class:`CorruptFileError` naming the file.
+
+    ``gray``: a colour JPEG is decoded straight to its Y channel, as libjpeg does for OpenCV's grey reading.
+    The copy keeps the file's ``format`` (the grey conversion depends on it).
+    """
     path = Path(path)
     if not path.is_file():
         raise MissingDataError(f"file not found: {path}")
     try:
         with _strict_truncation(), Image.open(path) as im:
+            if gray and im.format == "JPEG" and im.mode != "L":
+                im.draft("L", im.size)
             im.load()
-            return im.copy()  # the decoded pixels outlive the file handle
+            decoded = im.copy()  # the decoded pixels outlive the file handle
+            decoded.format = im.format
+            return decoded
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise CorruptFileError(f"cannot decode {path}: {type(e).__name__}: {e}") from e
 
@@ -108,15 +124,6 @@ def _high_bit_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
     return np.clip(a / 257.0, 0, 255).round().astype(np.uint8)
 
 
-def _as_uint8_gray(im: Image.Image) -> np.ndarray:
-    mode = im.mode
-    if mode == "L":
-        return np.asarray(im, dtype=np.uint8).copy()
-    if mode.startswith("I") or mode == "F":
-        return _high_bit_to_uint8(np.asarray(im), "F" if mode == "F" else "I")
-    return np.asarray(im.convert("L"), dtype=np.uint8).copy()
-
-
 def read_image(path: str | Path) -> np.ndarray:
     """Decode an image file to ``uint8 (H, W, 3)`` RGB (see the module docstring for modes)."""
     im = _open(path)
@@ -139,28 +146,67 @@ def read_image(path: str | Path) -> np.ndarray:
     return arr if arr.flags.writeable else arr.copy()
 
 
+def _luminance(rgb: np.ndarray, image_format: str | None) -> np.ndarray:
+    r, g, b = (rgb[..., i].astype(np.int32) for i in range(3))
+    if image_format == "PNG":  # libpng png_set_rgb_to_gray(0.299, 0.587): truncated 15-bit coefficients
+        return ((9797 * r + 19234 * g + 3737 * b) >> 15).astype(np.uint8)
+    return ((4899 * r + 9617 * g + 1868 * b + 8192) >> 14).astype(np.uint8)  # OpenCV BGR2GRAY
+
+
+def gray_like_opencv(im: Image.Image, image_format: str | None = None) -> np.ndarray:
+    """(H, W) grey of a decoded image as cv2.IMREAD_GRAYSCALE reads its file (module docstring): uint8, or
+    float64 in [0, 1] for a float image. ``image_format`` defaults to ``im.format`` (PNG and others differ)."""
+    mode, image_format = im.mode, image_format or im.format
+    if mode == "L":
+        return np.asarray(im)
+    if mode == "1":
+        return np.asarray(im.convert("L"))
+    if mode.startswith("I;16"):
+        return (np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8)
+    if mode == "I":  # 32-bit integer: 16-bit content scaled like OpenCV, 8-bit content kept
+        a = np.asarray(im)
+        return (np.clip(a, 0, 65535) >> 8).astype(np.uint8) if a.max() > 255 else np.clip(a, 0, 255).astype(np.uint8)
+    if mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        if np.isfinite(a).all() and a.min() >= 0 and a.max() <= 1:
+            return a
+        return np.clip(np.round(np.nan_to_num(a)), 0, 255).astype(np.uint8)
+    if mode == "LA":
+        return np.asarray(im.getchannel("L"))
+    return _luminance(np.asarray(im.convert("RGB")), image_format)
+
+
+def _writable(a: np.ndarray) -> np.ndarray:
+    """A writable, contiguous array (PIL hands out read-only views; torch.from_numpy needs writable memory)."""
+    return a if a.flags.writeable and a.flags.c_contiguous else np.array(a)
+
+
+def read_gray(path: str | Path) -> np.ndarray:
+    """A saliency map as (H, W) uint8 (or float64 in [0, 1] for a float image), read like cv2.IMREAD_GRAYSCALE."""
+    im = _open(path, gray=True)
+    try:
+        return _writable(gray_like_opencv(im))
+    except (ValueError, OSError) as e:
+        raise CorruptFileError(f"unsupported image mode {im.mode!r} in {path}") from e
+
+
 def read_mask(path: str | Path) -> np.ndarray:
     """Decode a mask file to ``uint8 (H, W)`` with raw values 0..255 (see the module docstring for modes)."""
-    im = _open(path)
-    mode = im.mode
-    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA") if mode != "LA" else im
-        arr = np.asarray(rgba)
-        alpha = arr[:, :, -1]
-        gray = np.asarray(rgba.convert("L") if mode != "LA" else rgba.getchannel(0), dtype=np.uint8)
-        if gray.size and gray.min() == gray.max() and alpha.min() != alpha.max():
-            out = alpha.astype(np.uint8)
-        else:
-            out = gray
-    else:
-        try:
-            out = _as_uint8_gray(im)
-        except (ValueError, OSError) as e:
-            raise CorruptFileError(f"unsupported mask mode {mode!r} in {path}") from e
+    im = _open(path, gray=True)
+    try:
+        out = gray_like_opencv(im)
+        if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            alpha = np.asarray(im if im.mode == "LA" else im.convert("RGBA"))[:, :, -1]
+            if out.size and out.min() == out.max() and alpha.min() != alpha.max():  # an alpha matte
+                out = alpha
+    except (ValueError, OSError) as e:
+        raise CorruptFileError(f"unsupported mask mode {im.mode!r} in {path}") from e
+    if out.dtype != np.uint8:  # a float map in [0, 1]
+        out = np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
     out = np.ascontiguousarray(out, dtype=np.uint8)
     if out.size and out.max() == 1:  # 0/1-coded binary mask
         out = out * np.uint8(255)
-    return out if out.flags.writeable else out.copy()
+    return _writable(out)
 
 
 # --------------------------------------------------------------------------------------------------------------
