@@ -3,20 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# the quickstart runs the GD gradient map (captum: attribution) and the tests read COCO masks (pycocotools: coco)
-EXTRAS := dev,coco,attribution
-# a scratch venv holding the lowest version each bound in pyproject.toml allows (`make test-lowest`)
-LOWEST_VENV  := .venv-lowest
-LOWEST_STAMP := $(LOWEST_VENV)/.installed-stamp
-LOWEST_PINS  := $(shell sed -n 's/==.*//p' .ci/constraints-lowest.txt | paste -sd'|' -)
 
-.PHONY: install lint test test-lowest test-slow exp ablation robust eval predict bench list clean help
+.PHONY: install lint test test-slow exp ablation robust eval predict bench list clean help
 
 help:
 	@echo "make install                      create .venv and install salseg with its dev extra"
 	@echo "make lint                         ruff check . (config in pyproject.toml; CI runs it before make test)"
 	@echo "make test                         run the test suite (CI's command; slow tests excluded)"
-	@echo "make test-lowest                  the suite against the lowest supported versions (.ci/constraints-lowest.txt) in .venv-lowest"
 	@echo "make exp NAME=quickstart [ARGS=\"trainer.max_epochs=3 ...\"] [RESUME=1]"
 	@echo "make ablation NAME=rc_spatial [ARGS=...]"
 	@echo "make robust NAME=quickstart [CKPT=last.ckpt] [VARIANCES=0.001,0.01,0.1] [ARGS=...]   AWGN/JPEG table + F-vs-noise plot"
@@ -28,7 +21,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -38,17 +31,6 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
-
-$(LOWEST_STAMP): pyproject.toml .ci/constraints-lowest.txt
-	rm -rf $(LOWEST_VENV)
-	$(PYTHON) -m venv $(LOWEST_VENV)
-	$(LOWEST_VENV)/bin/python -m pip install -q --upgrade pip
-	$(LOWEST_VENV)/bin/python -m pip install -q -c .ci/constraints-lowest.txt -e ".[$(EXTRAS)]"
-	@touch $(LOWEST_STAMP)
-
-test-lowest: $(LOWEST_STAMP)  # the bounds are tested, not assumed: the same suite on the oldest allowed versions
-	$(LOWEST_VENV)/bin/python -m pip list --format=freeze | grep -iE "^($(LOWEST_PINS))=="
-	$(LOWEST_VENV)/bin/python -m pytest -q
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

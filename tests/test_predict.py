@@ -20,7 +20,7 @@ SIZES = {"a": (40, 60), "b": (50, 30), "c": (64, 64)}  # stem -> (height, width)
 TINY_MENET = ["logger=csv", "model.depth=3", "model.width=4", "model.max_width=16", "data.image_size=32",
               "data.num_workers=0", "data.val=null", "data.batch_size=8", "data.eval_batch_size=4",
               "data.train={dataset: shapes, split: train, size: 16, image_size: 32}",
-              "data.test={shapes: {dataset: shapes, split: test, size: 2}}", "trainer.max_steps=2",
+              "data.test={shapes: {dataset: shapes, split: test, size: 2}}", "trainer.max_epochs=1",
               "trainer.enable_progress_bar=false"]
 
 
