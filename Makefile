@@ -3,17 +3,25 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# the quickstart runs the GD gradient map (captum: attribution) and the tests read COCO masks (pycocotools: coco)
+EXTRAS := dev,coco,attribution
+# a scratch venv holding the lowest version each bound in pyproject.toml allows (`make test-lowest`)
+LOWEST_VENV  := .venv-lowest
+LOWEST_STAMP := $(LOWEST_VENV)/.installed-stamp
+LOWEST_PINS  := $(shell sed -n 's/==.*//p' .ci/constraints-lowest.txt | paste -sd'|' -)
 
-.PHONY: install lint test test-slow exp ablation robust eval predict bench list clean help
+.PHONY: install lint test test-lowest test-slow exp ablation robust eval predict predict bench list clean help
 
 help:
 	@echo "make install                      create .venv and install salseg with its dev extra"
 	@echo "make lint                         ruff check . (config in pyproject.toml; CI runs it before make test)"
 	@echo "make test                         run the test suite (CI's command; slow tests excluded)"
+	@echo "make test-lowest                  the suite against the lowest supported versions (.ci/constraints-lowest.txt) in .venv-lowest"
 	@echo "make exp NAME=quickstart [ARGS=\"trainer.max_epochs=3 ...\"] [RESUME=1]"
 	@echo "make ablation NAME=rc_spatial [ARGS=...]"
 	@echo "make robust NAME=quickstart [CKPT=last.ckpt] [VARIANCES=0.001,0.01,0.1] [ARGS=...]   AWGN/JPEG table + F-vs-noise plot"
 	@echo "make eval PRED=dir GT=dir [JSON=out.json]"
+	@echo "make predict RUN=runs/<NAME>/<stamp>|ckpt|rc_sod IMAGES=dir OUT=dir [MAP=name] [ARGS=\"--batch-size 16 --device cuda\"]   maps of any folder of images"
 	@echo "make predict RUN=runs/<NAME>/<stamp>|ckpt|rc_sod IMAGES=dir OUT=dir [MAP=name] [ARGS=\"--batch-size 16 --device cuda\"]   maps of any folder of images"
 	@echo "make bench [BENCH=metrics|menet|gd|dcsp]  speed benchmarks (benchmarks/): SOD metrics, MEnet, GD saliency, DCSP"
 	@echo "make list                         known experiments and ablations"
@@ -21,7 +29,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -31,6 +39,17 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+$(LOWEST_STAMP): pyproject.toml .ci/constraints-lowest.txt
+	rm -rf $(LOWEST_VENV)
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOWEST_VENV)/bin/python -m pip install -q -c .ci/constraints-lowest.txt -e ".[$(EXTRAS)]"
+	@touch $(LOWEST_STAMP)
+
+test-lowest: $(LOWEST_STAMP)  # the bounds are tested, not assumed: the same suite on the oldest allowed versions
+	$(LOWEST_VENV)/bin/python -m pip list --format=freeze | grep -iE "^($(LOWEST_PINS))=="
+	$(LOWEST_VENV)/bin/python -m pytest -q
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
@@ -50,6 +69,10 @@ robust: $(STAMP)
 eval: $(STAMP)
 	@test -n "$(PRED)" -a -n "$(GT)" || { echo "usage: make eval PRED=<maps dir> GT=<masks dir> [JSON=out.json]"; exit 2; }
 	$(BIN)/python -m salseg eval --pred "$(PRED)" --gt "$(GT)" $(if $(JSON),--json "$(JSON)",)
+
+predict: $(STAMP)  # RUN: a run folder, a checkpoint or a training-free experiment (rc_sod); 8-bit PNG maps at native size
+	@test -n "$(RUN)" -a -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make predict RUN=<run folder|checkpoint|experiment> IMAGES=<images dir> OUT=<maps dir> [MAP=<map name>] [ARGS=\"--batch-size 16 --device cuda ...\"]"; exit 2; }
+	$(BIN)/python -m salseg predict "$(RUN)" --images "$(IMAGES)" --out "$(OUT)" $(if $(MAP),--map "$(MAP)",) $(ARGS)
 
 predict: $(STAMP)  # RUN: a run folder, a checkpoint or a training-free experiment (rc_sod); 8-bit PNG maps at native size
 	@test -n "$(RUN)" -a -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make predict RUN=<run folder|checkpoint|experiment> IMAGES=<images dir> OUT=<maps dir> [MAP=<map name>] [ARGS=\"--batch-size 16 --device cuda ...\"]"; exit 2; }
