@@ -10,7 +10,7 @@ LOWEST_VENV  := .venv-lowest
 LOWEST_STAMP := $(LOWEST_VENV)/.installed-stamp
 LOWEST_PINS  := $(shell sed -n 's/==.*//p' .ci/constraints-lowest.txt | paste -sd'|' -)
 
-.PHONY: install lint test test-lowest test-slow exp ablation robust eval predict predict bench list clean help
+.PHONY: install lint test test-lowest test-slow exp ablation robust eval predict bench list clean help
 
 help:
 	@echo "make install                      create .venv and install salseg with its dev extra"
@@ -21,7 +21,6 @@ help:
 	@echo "make ablation NAME=rc_spatial [ARGS=...]"
 	@echo "make robust NAME=quickstart [CKPT=last.ckpt] [VARIANCES=0.001,0.01,0.1] [ARGS=...]   AWGN/JPEG table + F-vs-noise plot"
 	@echo "make eval PRED=dir GT=dir [JSON=out.json]"
-	@echo "make predict RUN=runs/<NAME>/<stamp>|ckpt|rc_sod IMAGES=dir OUT=dir [MAP=name] [ARGS=\"--batch-size 16 --device cuda\"]   maps of any folder of images"
 	@echo "make predict RUN=runs/<NAME>/<stamp>|ckpt|rc_sod IMAGES=dir OUT=dir [MAP=name] [ARGS=\"--batch-size 16 --device cuda\"]   maps of any folder of images"
 	@echo "make bench [BENCH=metrics|menet|gd|dcsp]  speed benchmarks (benchmarks/): SOD metrics, MEnet, GD saliency, DCSP"
 	@echo "make list                         known experiments and ablations"
@@ -69,10 +68,6 @@ robust: $(STAMP)
 eval: $(STAMP)
 	@test -n "$(PRED)" -a -n "$(GT)" || { echo "usage: make eval PRED=<maps dir> GT=<masks dir> [JSON=out.json]"; exit 2; }
 	$(BIN)/python -m salseg eval --pred "$(PRED)" --gt "$(GT)" $(if $(JSON),--json "$(JSON)",)
-
-predict: $(STAMP)  # RUN: a run folder, a checkpoint or a training-free experiment (rc_sod); 8-bit PNG maps at native size
-	@test -n "$(RUN)" -a -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make predict RUN=<run folder|checkpoint|experiment> IMAGES=<images dir> OUT=<maps dir> [MAP=<map name>] [ARGS=\"--batch-size 16 --device cuda ...\"]"; exit 2; }
-	$(BIN)/python -m salseg predict "$(RUN)" --images "$(IMAGES)" --out "$(OUT)" $(if $(MAP),--map "$(MAP)",) $(ARGS)
 
 predict: $(STAMP)  # RUN: a run folder, a checkpoint or a training-free experiment (rc_sod); 8-bit PNG maps at native size
 	@test -n "$(RUN)" -a -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make predict RUN=<run folder|checkpoint|experiment> IMAGES=<images dir> OUT=<maps dir> [MAP=<map name>] [ARGS=\"--batch-size 16 --device cuda ...\"]"; exit 2; }
