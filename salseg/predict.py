@@ -218,7 +218,9 @@ def pick_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        torch.device(device)
+        kind = torch.device(device).type
     except RuntimeError as err:
         raise PredictError(f"--device {device!r}: not a torch device (auto, cpu, cuda, cuda:1, mps)") from err
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise PredictError(f"--device {device!r}: no CUDA GPU is visible to torch; use --device cpu (or auto)")
     return device

@@ -153,6 +153,11 @@ def test_bad_inputs_are_one_line_naming_the_path(photos, tmp_path, capsys):
     empty.mkdir()
     (empty / "readme.txt").write_text("no images here")
     out = ["--out", str(tmp_path / "out"), "--device", "cpu"]
+    assert "--device 'bogus': not a torch device" in _error(capsys, "rc_shapes", "--images", str(empty), "--out",
+                                                             str(tmp_path / "out"), "--device", "bogus")
+    if not torch.cuda.is_available():
+        assert "--device 'cuda': no CUDA GPU is visible" in _error(capsys, "rc_shapes", "--images", str(empty),
+                                                                  "--out", str(tmp_path / "out"), "--device", "cuda")
     assert f"no images in {empty}" in _error(capsys, "rc_shapes", "--images", str(empty), *out)
     assert f"images folder not found: {tmp_path / 'nowhere'}" in _error(
         capsys, "rc_shapes", "--images", str(tmp_path / "nowhere"), *out)
