@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from salseg import config_paths
+
 
 def _cmd_run(args) -> int:
     from omegaconf import OmegaConf
@@ -147,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help=debug_help)
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
+    # `--config-dir` before or after the command too; two dests, because a subcommand's parse would replace (not
+    # extend) the list given before it.
+    config_help = (f"also look for configs/<group>/*.yaml and experiments/*.yaml (+ ablations/, comparisons/) in "
+                   f"DIR, before the shipped ones and {config_paths.ENV_VAR}; repeatable")
+    p.add_argument("--config-dir", action="append", default=[], metavar="DIR", dest="config_dirs", help=config_help)
+    for command in sub.choices.values():
+        command.add_argument("--config-dir", action="append", default=[], metavar="DIR", dest="config_dirs_after",
+                             help=config_help)
     return p
 
 
@@ -189,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     from salseg.errors import SalsegError
 
     try:
+        config_paths.set_config_dirs(args.config_dirs + getattr(args, "config_dirs_after", []))
         return args.func(args)
     except (SalsegError, FileNotFoundError) as err:
         if args.debug:

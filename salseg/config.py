@@ -5,7 +5,8 @@ The result is in struct mode, so a misspelt key (``trainer.max_epoch=3``) is an 
 of a silently ignored setting. YAML here is data: nothing in it executes code (OmegaConf resolvers are limited
 to the built-in ``oc.env``), and only registered classes are built from it (see ``salseg.registry``).
 Studies of several runs (comparisons in ``experiments/comparisons/``, ablations in ``experiments/ablations/``) are
-planned in :mod:`salseg.studies.plan`.
+planned in :mod:`salseg.studies.plan`. Every file is looked up along one search path, the user's folders
+(``--config-dir``, ``SALSEG_CONFIG_PATH``) before the shipped ones: see :mod:`salseg.config_paths`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+from salseg.config_paths import shipped_dirs, user_dirs
 from salseg.errors import SalsegError
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / "configs"
-EXPERIMENT_DIR = ROOT / "experiments"
+# The shipped folders, searched after the user's (read at call time, so tests may point them elsewhere).
+CONFIG_DIR, EXPERIMENT_DIR = shipped_dirs()
 ABLATION_DIR = EXPERIMENT_DIR / "ablations"
 COMPARISONS = "comparisons"  # experiments/comparisons/<NAME>.yaml: files with a ``compare`` list
 GROUPS = ("data", "model", "trainer", "logger")
@@ -44,28 +45,49 @@ class ConfigError(SalsegError, ValueError):
     """A configuration problem, phrased for the person who wrote the YAML or the override."""
 
 
-def _names(folder: Path) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+def group_dirs(group: str) -> list[Path]:
+    """Where ``configs/<group>/*.yaml`` are looked up, first match wins."""
+    return [d / "configs" / group for d in user_dirs()] + [CONFIG_DIR / group]
 
 
-def comparison_dir() -> Path:
-    return EXPERIMENT_DIR / COMPARISONS
+def experiment_dirs() -> list[Path]:
+    return [d / "experiments" for d in user_dirs()] + [EXPERIMENT_DIR]
+
+
+def comparison_dirs() -> list[Path]:
+    return [d / "experiments" / COMPARISONS for d in user_dirs()] + [EXPERIMENT_DIR / COMPARISONS]
+
+
+def ablation_dirs() -> list[Path]:
+    return [d / "experiments" / "ablations" for d in user_dirs()] + [ABLATION_DIR]
+
+
+def find_yaml(folders: list[Path], name: str) -> Path | None:
+    """``<folder>/<name>.yaml`` in the first folder that has it."""
+    return next((f / f"{name}.yaml" for f in folders if (f / f"{name}.yaml").is_file()), None)
+
+
+def _names(folders: list[Path]) -> list[str]:
+    return sorted({p.stem for folder in folders for p in folder.glob("*.yaml")})
 
 
 def experiment_path(name: str) -> Path:
-    """``experiments/<name>.yaml``, or ``experiments/comparisons/<name>.yaml`` for a comparison (may not exist)."""
-    plain = EXPERIMENT_DIR / f"{name}.yaml"
-    compared = comparison_dir() / f"{name}.yaml"
-    return compared if not plain.is_file() and compared.is_file() else plain
+    """``experiments/<name>.yaml``, or ``experiments/comparisons/<name>.yaml`` for a comparison, from the first
+    folder of the search path that has either (a path that does not exist when none has)."""
+    for plain, compared in zip(experiment_dirs(), comparison_dirs()):
+        for path in (plain / f"{name}.yaml", compared / f"{name}.yaml"):
+            if path.is_file():
+                return path
+    return EXPERIMENT_DIR / f"{name}.yaml"
 
 
 def list_experiments() -> list[str]:
     """Plain experiments and comparisons: both are run by ``salseg run NAME``."""
-    return sorted(set(_names(EXPERIMENT_DIR)) | set(_names(comparison_dir())))
+    return _names(experiment_dirs() + comparison_dirs())
 
 
 def list_ablations() -> list[str]:
-    return _names(ABLATION_DIR)
+    return _names(ablation_dirs())
 
 
 def load_yaml(path: Path) -> DictConfig:
@@ -85,10 +107,9 @@ def unknown_name(kind: str, name: str, known: list[str]) -> ConfigError:
 
 
 def load_group(group: str, name: str) -> DictConfig:
-    folder = CONFIG_DIR / group
-    path = folder / f"{name}.yaml"
-    if not path.is_file():
-        raise unknown_name(f"{group} config", name, _names(folder))
+    path = find_yaml(group_dirs(group), name)
+    if path is None:
+        raise unknown_name(f"{group} config", name, _names(group_dirs(group)))
     return load_yaml(path)
 
 

@@ -12,7 +12,8 @@ An entry may carry its own overrides: ``compare: [rc_shapes, {gd_shapes: {traine
 :func:`ablation_plan` for the keys a variant may carry besides overrides (``experiment``, ``map``,
 ``checkpoint_of``, ``use_checkpoint_of``). Both become a list of :class:`Variant`.
 
-File locations are read from :mod:`salseg.config` at call time (``config.EXPERIMENT_DIR``), one place for them.
+Files are looked up through :mod:`salseg.config` at call time (the user's folders, then the shipped ones; see
+:mod:`salseg.config_paths`), one place for them.
 """
 
 from __future__ import annotations
@@ -112,8 +113,8 @@ def comparison_plan(cmp: DictConfig) -> list[Variant]:
 
 # ------------------------------------------------------------------------------------------ ablations
 def load_ablation(name: str) -> DictConfig:
-    path = config.ABLATION_DIR / f"{name}.yaml"
-    if not path.is_file():
+    path = config.find_yaml(config.ablation_dirs(), name)
+    if path is None:
         raise unknown_name("ablation", name, config.list_ablations())
     abl = load_yaml(path)
     for key in ("base",):
@@ -147,7 +148,7 @@ def ablation_plan(abl: DictConfig) -> list[Variant]:
         ovr = dict(ovr or {})
         special = {k: ovr.pop(k) for k in VARIANT_KEYS if k in ovr}
         experiment = str(special.get("experiment", abl.base))
-        if experiment != str(abl.base) and not (config.EXPERIMENT_DIR / f"{experiment}.yaml").is_file():
+        if experiment != str(abl.base) and config.find_yaml(config.experiment_dirs(), experiment) is None:
             raise unknown_name("experiment", experiment, config.list_experiments())
         plan.append(Variant(str(vname), experiment, tuple(common + [f"{k}={to_override(v)}" for k, v in ovr.items()]),
                             None if special.get("map") is None else str(special["map"]),
