@@ -12,6 +12,7 @@ planned in :mod:`salseg.studies.plan`. Every file is looked up along one search 
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -30,6 +31,7 @@ GROUPS = ("data", "model", "trainer", "logger")
 # Keys every composed experiment has, so overrides of them are never "unknown".
 BASE = {
     "name": "???",
+    "callbacks": {},  # name -> {kind: EarlyStopping, ...}: salseg/callbacks/from_config.py (README "Configuration")
     "seed": 0,
     "tags": [],
     "group": None,
@@ -120,10 +122,14 @@ def _apply_overrides(cfg: DictConfig, overrides: Iterable[str]) -> None:
         key, value = item.split("=", 1)
         try:
             parsed = OmegaConf.from_dotlist([f"x={value}"]).x
+            if key.startswith("trainer."):
+                check_trainer_keys([key.split(".")[1]], f"override {item}")
             _check_scalar_type(key, OmegaConf.select(cfg, key, default=None), parsed, value)
             # A mapping given on the command line REPLACES the node (data.test={sod: {...}} tests on sod only).
             OmegaConf.update(cfg, key, parsed, merge=False, force_add=False)
             _open_dataset_maps(cfg)
+            if key.split(".")[0] == "callbacks":
+                _check_callbacks(cfg, f"override {item}")
         except (ConfigAttributeError, ConfigKeyError) as err:
             # Report against the deepest part of the dotted key that does exist.
             parts = key.split(".")
@@ -201,6 +207,7 @@ def compose(name: str, overrides: Iterable[str] = (), experiment: DictConfig | N
     cfg = OmegaConf.create(dict(BASE))
     for group in GROUPS:
         cfg[group] = load_group(group, str(defaults[group]))
+    check_trainer_keys(cfg.trainer.keys(), f"configs/trainer/{defaults['trainer']}.yaml")
     cfg.defaults = {g: str(defaults[g]) for g in GROUPS}
     cfg.name = name
     OmegaConf.set_struct(cfg, True)
@@ -210,13 +217,59 @@ def compose(name: str, overrides: Iterable[str] = (), experiment: DictConfig | N
     except (ConfigAttributeError, ConfigKeyError) as err:
         raise ConfigError(f"experiment {name!r}: {err.msg if hasattr(err, 'msg') else err}") from err
     _open_dataset_maps(cfg)
+    where = f"experiment {name!r}"
+    if isinstance(experiment.get("trainer"), DictConfig):
+        check_trainer_keys(experiment.trainer.keys(), where)
+    _check_callbacks(cfg, where)
     _apply_overrides(cfg, rest)
     return cfg
 
 
+# Trainer arguments salseg sets itself for every run (salseg/runner.py), and what to use instead.
+RESERVED_TRAINER_ARGS = {
+    "logger": "salseg sets the loggers: choose the logger group (logger=csv or logger=wandb)",
+    "callbacks": "salseg adds the run's own callbacks: add yours in the top-level callbacks mapping "
+                 "(callbacks.<name>={kind: EarlyStopping, monitor: val/loss})",
+    "default_root_dir": "every run writes under <runs_dir>/<name>/<timestamp>: set runs_dir",
+    "enable_checkpointing": "every trained run writes checkpoints/last.ckpt (resume relies on it): for more, add "
+                            "a ModelCheckpoint in the callbacks mapping",
+}
+
+
+def trainer_arguments() -> list[str]:
+    """Every argument of ``lightning.pytorch.Trainer``: the keys a trainer block may hold (less the reserved)."""
+    from lightning.pytorch import Trainer
+
+    return sorted(set(inspect.signature(Trainer.__init__).parameters) - {"self"})
+
+
+def check_trainer_keys(keys: Iterable, where: str) -> None:
+    """One line for a trainer key that salseg sets itself or that ``lightning.pytorch.Trainer`` does not take."""
+    accepted = trainer_arguments()
+    for key in map(str, keys):
+        if key in RESERVED_TRAINER_ARGS:
+            raise ConfigError(f"{where}: trainer.{key} is not set from the config: {RESERVED_TRAINER_ARGS[key]}")
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=3)
+            hint = (f" Did you mean {', '.join('trainer.' + c for c in close)}?" if close
+                    else " (see the arguments of lightning.pytorch.Trainer)")
+            raise ConfigError(f"{where}: unknown Trainer argument 'trainer.{key}'.{hint}")
+
+
+def _check_callbacks(cfg: DictConfig, where: str) -> None:
+    from salseg.callbacks.from_config import check_callbacks
+
+    node = cfg.get("callbacks")
+    if node is not None and not isinstance(node, DictConfig):
+        raise ConfigError(f"{where}: callbacks must be a mapping of name -> {{kind: ..., ...}}, got {node!r}")
+    check_callbacks(OmegaConf.to_container(node) if node is not None else None, where)
+
+
 # Maps whose keys are free names (test-set display names, dataset-builder keywords), not a fixed schema:
 # experiments may add entries. The DataModule validates each entry and names any unknown keyword.
-OPEN_NODES = ("data.train", "data.val", "data.test", "data.augment", "data.distortion")
+# The trainer block and the callbacks mapping are open too: their keys are checked against lightning.pytorch.Trainer
+# (check_trainer_keys) and the callbacks' allow-list (salseg/callbacks/from_config.py) instead of a fixed schema.
+OPEN_NODES = ("data.train", "data.val", "data.test", "data.augment", "data.distortion", "trainer", "callbacks")
 
 
 def _open_dataset_maps(cfg: DictConfig) -> None:

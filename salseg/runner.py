@@ -7,7 +7,6 @@ Outputs of a run (README "Outputs and tracking"), all under ``runs/<NAME>/<times
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from salseg import registry, tracking
 from salseg.atomic import write_json
-from salseg.config import ConfigError, resolve
+from salseg.config import ConfigError, check_trainer_keys, resolve
 
 
 @dataclass
@@ -29,12 +28,8 @@ class RunResult:
 
 
 def _trainer_kwargs(trainer_cfg: dict) -> dict:
-    from lightning.pytorch import Trainer
-
-    accepted = set(inspect.signature(Trainer.__init__).parameters) - {"self"}
-    unknown = sorted(set(trainer_cfg) - accepted)
-    if unknown:
-        raise ConfigError(f"trainer: unknown Trainer arguments {unknown} (see lightning.pytorch.Trainer)")
+    """The trainer block as Trainer arguments; compose() checked it already, a config built by hand is checked here."""
+    check_trainer_keys(trainer_cfg, "trainer")
     return dict(trainer_cfg)
 
 
@@ -44,6 +39,7 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from salseg.callbacks.evaluation import MapEvaluation
+    from salseg.callbacks.from_config import build_callbacks
     from salseg.callbacks.guards import NonFiniteLossGuard
 
     start = time.time()
@@ -83,6 +79,9 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
                             every_n_epochs=1, enable_version_counter=False),
             NonFiniteLossGuard(),
         ]
+    # The user's own (config `callbacks`, from an allow-list), after the run's: their ModelCheckpoints write under
+    # checkpoints/<name>/, never the run's last.ckpt; those that act in training only are left out of a test run.
+    callbacks += build_callbacks(container.get("callbacks"), run_dir, trainable)
     trainer = pl.Trainer(
         **_trainer_kwargs(container["trainer"]),
         logger=loggers or False,
