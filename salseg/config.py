@@ -40,6 +40,7 @@ BASE = {
     "save_maps": False,
     "test_only": False,
     "ckpt_path": None,
+    "cost": True,  # metrics.json's cost block (salseg.cost: params, FLOPs, images/s); false skips measuring it
 }
 
 

@@ -112,7 +112,8 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
                        seconds=time.time() - start, n_images=dict(evaluation.counts))
     if trainer.is_global_zero:
         write_json(run_dir / "curves.json", evaluation.curves)
-        write_json(run_dir / "metrics.json", _metrics_document(container, evaluation, result, datamodule))
+        cost = _measure_cost(model, datamodule, trainer) if container.get("cost", True) else None
+        write_json(run_dir / "metrics.json", _metrics_document(container, evaluation, result, datamodule, cost))
         _print_summary(container["name"], evaluation)
     tracking.finish_loggers(loggers)
     return result
@@ -138,9 +139,24 @@ def load_for_test(cls, ckpt_path: str, model_cfg: dict):
     return cls.load_from_checkpoint(ckpt_path, **{k: v for k, v in model_cfg.items() if k in keys})
 
 
-def _metrics_document(container: dict, evaluation, result: RunResult, datamodule=None) -> dict:
+def _measure_cost(model, datamodule, trainer) -> dict:
+    """Parameters, FLOPs and images/s of the method's test-time inference on the first test image, at its test
+    size, on the run's device and threads (:mod:`salseg.cost`; README "Benchmarks"). A short budget (0.2 s of
+    timing after a warm-up call) so that it costs a run a few inference calls, not a benchmark. A method whose
+    test step cannot run on a bare ``{"image": ...}`` batch gets the reason instead: the run's scores stand."""
+    from salseg.cost import measure
+
+    image = datamodule.test_datasets[0][0]["image"]
+    try:
+        return measure(model, image, device=trainer.strategy.root_device, min_run_time=0.2)
+    except Exception as err:  # a measurement beside the results must not cost the run its metrics.json
+        print(f"[salseg] cost not measured ({type(err).__name__}: {err}); `cost: false` skips it")
+        return {"error": f"{type(err).__name__}: {err}"}
+
+
+def _metrics_document(container: dict, evaluation, result: RunResult, datamodule=None, cost=None) -> dict:
     primary = evaluation.primary_map
-    return {
+    document = {
         "experiment": container["name"],
         "status": "complete",
         "primary_map": primary,
@@ -150,6 +166,9 @@ def _metrics_document(container: dict, evaluation, result: RunResult, datamodule
         "protocol": getattr(datamodule, "protocol", {}),
         "seconds": round(result.seconds, 2),
     }
+    if cost is not None:
+        document["cost"] = cost  # README "Benchmarks"; left out with `cost: false`
+    return document
 
 
 def _print_summary(name: str, evaluation) -> None:
