@@ -49,15 +49,74 @@ def _cmd_robust(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from salseg.atomic import write_json
-    from salseg.evaluate import evaluate_folders, format_table
+    import warnings
 
-    result = evaluate_folders(args.pred, args.gt, allow_missing=args.allow_missing, num_workers=args.workers)
-    print(f"{result['n_images']} images: {args.pred} against {args.gt}")
-    print(format_table({args.name or "pred": result["metrics"]}))
+    # A note about the input (maps resized to their GT's size) is one line too, not Python's warning + source line.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        code = _eval_folders(args)
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"salseg: warning: {w.message}", file=sys.stderr)
+        else:  # a library's deprecation and the like: as Python shows it
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return code
+
+
+def _eval_folders(args) -> int:
+    from salseg.atomic import write_json
+    from salseg.eval_report import EvalConfigError, load_config, parse_pred_args
+
+    if args.config:
+        if args.pred or args.gt:
+            raise EvalConfigError("salseg eval: give either --config FILE or --pred/--gt, not both")
+        datasets, methods = load_config(args.config)
+    else:
+        if not args.pred or not args.gt:
+            raise EvalConfigError("salseg eval: --pred DIR (or NAME=DIR, repeatable) and --gt DIR are required "
+                                  "(or --config FILE)")
+        methods_dirs = parse_pred_args(args.pred)
+        if len(methods_dirs) == 1 and not args.out:  # one folder: the table of one row, as always
+            from salseg.evaluate import evaluate_folders, format_table
+
+            (name, pred), = methods_dirs.items()
+            result = evaluate_folders(pred, args.gt, allow_missing=args.allow_missing, num_workers=args.workers)
+            print(f"{result['n_images']} images: {pred} against {args.gt}")
+            print(format_table({args.name or ("pred" if "=" not in args.pred[0] else name): result["metrics"]}))
+            if args.json:
+                write_json(args.json, result)
+                print(f"wrote {args.json}")
+            return 0
+        from pathlib import Path
+
+        gt = Path(args.gt)
+        dataset = gt.resolve().parent.name if gt.name.lower() in ("gt", "gts", "mask", "masks") else gt.name
+        datasets, methods = {dataset: {"gt": gt}}, {m: {dataset: d} for m, d in methods_dirs.items()}
+    return _eval_many(args, datasets, methods)
+
+
+def _eval_many(args, datasets, methods) -> int:
+    """Every method on every dataset: tables (markdown printed; md/csv/tex written), curves and one JSON."""
+    import time
+    from pathlib import Path
+
+    from salseg.atomic import write_json
+    from salseg.eval_report import evaluate_many, write_report
+
+    out = Path(args.out or Path("runs") / "eval" / time.strftime("%Y%m%d-%H%M%S"))
+    start = time.perf_counter()
+    results = evaluate_many(datasets, methods, allow_missing=args.allow_missing, num_workers=args.workers)
+    for dataset, by_method in results.items():
+        for method, result in by_method.items():
+            print(f"{dataset}: {method}: {result['n_images']} images in {result['timing']['wall_s']:.1f} s")
+    report = write_report(results, out)
+    for dataset, table in report["tables"].items():
+        print(f"\n## {dataset}\n\n{table}")
     if args.json:
-        write_json(args.json, result)
+        write_json(args.json, {"results": results})
         print(f"wrote {args.json}")
+    print(f"\nwrote {out}/ (per dataset: .md .csv .tex tables, _pr.png and _f_threshold.png curves; results.json) "
+          f"in {time.perf_counter() - start:.1f} s")
     return 0
 
 
@@ -115,11 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--jpeg", metavar="LO,HI", help="random JPEG quality range per image (default 10,90)")
     rb.set_defaults(func=_cmd_robust)
 
-    e = sub.add_parser("eval", help="score a folder of saved saliency maps against a folder of GT masks")
-    e.add_argument("--pred", required=True, help="folder of maps (any image format), paired with GT by file stem")
-    e.add_argument("--gt", required=True, help="folder of ground-truth masks")
+    e = sub.add_parser("eval", help="score folders of saved saliency maps against GT masks: one folder, or "
+                       "several methods (x datasets with --config) as paper-style tables and curves")
+    e.add_argument("--pred", action="append", default=[], metavar="[NAME=]DIR",
+                   help="folder of maps (any image format), paired with GT by file stem; repeatable, one per method "
+                   "(NAME defaults to the folder's name)")
+    e.add_argument("--gt", help="folder of ground-truth masks")
+    e.add_argument("--config", metavar="FILE.yaml", help="methods x datasets (PySODEvalToolkit style): datasets: "
+                   "{NAME: {gt: DIR}}, methods: {NAME: {DATASET: DIR}} or {NAME: 'pattern/{dataset}'}")
+    e.add_argument("--out", help="several methods: folder for the tables (.md .csv .tex), curves and results.json "
+                   "(default runs/eval/<timestamp>)")
     e.add_argument("--json", help="also write the metrics (and PR curves) to this JSON file")
-    e.add_argument("--name", help="row label in the printed table")
+    e.add_argument("--name", help="row label in the printed table (one --pred)")
     e.add_argument("--allow-missing", action="store_true", help="skip GT files without a prediction (counted)")
     e.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     e.set_defaults(func=_cmd_eval)

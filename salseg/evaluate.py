@@ -170,7 +170,7 @@ def _score(dataset: _PairScores, num_workers: int | None, metric_kwargs: dict) -
         workers = len(dataset)
     loader = DataLoader(dataset, batch_size=_BATCH, shuffle=False, num_workers=workers, collate_fn=_identity)
     metrics = SODMetrics(**metric_kwargs)
-    n_resized, read_s, score_s = 0, 0.0, 0.0
+    resized, read_s, score_s = [], 0.0, 0.0
     start = time.perf_counter()
     error = None
     for batch in loader:
@@ -178,16 +178,18 @@ def _score(dataset: _PairScores, num_workers: int | None, metric_kwargs: dict) -
         if error is not None:
             break
         metrics.update_from_stats([{k: torch.from_numpy(v) for k, v in item["stats"].items()} for item in batch])
-        n_resized += sum(item["resized"] for item in batch)
+        resized += [item["name"] for item in batch if item["resized"]]
         read_s += sum(item["read_s"] for item in batch)
         score_s += sum(item["score_s"] for item in batch)
     if error is not None:
         raise ImageReadError(error)
     values, curves = metrics.compute(), metrics.curves()
     wall = time.perf_counter() - start
+    n_resized = len(resized)
     if n_resized:
-        warnings.warn(f"{n_resized} of {len(dataset)} predictions differ in size from their ground truth and "
-                      "were resized to it (bilinear)", stacklevel=3)
+        shown = ", ".join(resized[:3]) + (", ..." if n_resized > 3 else "")
+        warnings.warn(f"{n_resized} of {len(dataset)} predictions ({shown}) differ in size from their ground truth "
+                      "and were resized to it (bilinear)", stacklevel=3)
     return {
         "n_images": len(dataset),
         "metrics": values,

@@ -32,6 +32,24 @@ def pr_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | P
     return _save(fig, path)
 
 
+def f_threshold_curves(curves: Mapping[str, Sequence[float]], path: str | Path, title: str = "") -> Path:
+    """Overlay F-measure-vs-threshold curves; ``curves`` maps a label to its F curve, whose index ``i`` is the
+    threshold ``(255 - i) / 255`` (salseg.metrics curve order); plotted against the threshold in 0..255."""
+    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=110)
+    for label, f in curves.items():
+        f = np.asarray(f, dtype=float)
+        ax.plot(255 - np.arange(len(f)) * 255 / max(len(f) - 1, 1), f, lw=1.8, label=label)
+    ax.set_xlabel("threshold")
+    ax.set_ylabel("F-measure")
+    ax.set_xlim(0, 255)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title or "F-measure vs threshold (per-image averaged)")
+    if curves:
+        ax.legend(fontsize=8, loc="lower center")
+    return _save(fig, path)
+
+
 def metric_bars(table: Mapping[str, Mapping[str, float]], metrics: Sequence[str], path: str | Path,
                 title: str = "") -> Path:
     """Grouped bars: one group per metric, one bar per row of ``table`` (variant -> metric -> value)."""
