@@ -20,7 +20,7 @@ help:
 	@echo "make exp NAME=quickstart [ARGS=\"trainer.max_epochs=3 ...\"] [RESUME=1]"
 	@echo "make ablation NAME=rc_spatial [ARGS=...]"
 	@echo "make robust NAME=quickstart [CKPT=last.ckpt] [VARIANCES=0.001,0.01,0.1] [ARGS=...]   AWGN/JPEG table + F-vs-noise plot"
-	@echo "make eval PRED=dir GT=dir [JSON=out.json]"
+	@echo "make eval PRED=\"[NAME=]dir ...\" GT=dir | CONFIG=eval.yaml [OUT=dir] [JSON=out.json]   one table per dataset"
 	@echo "make predict RUN=runs/<NAME>/<stamp>|ckpt|rc_sod IMAGES=dir OUT=dir [MAP=name] [ARGS=\"--batch-size 16 --device cuda\"]   maps of any folder of images"
 	@echo "make bench [BENCH=metrics|menet|gd|dcsp]  speed benchmarks (benchmarks/): SOD metrics, MEnet, GD saliency, DCSP"
 	@echo "make list                         known experiments and ablations"
@@ -65,9 +65,9 @@ robust: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make robust NAME=<experiment> [CKPT=path.ckpt] [VARIANCES=v1,v2,...] [ARGS=\"key=value ...\"]"; $(BIN)/python -m salseg list; exit 2; }
 	$(BIN)/python -m salseg robust $(NAME) $(if $(CKPT),--ckpt "$(CKPT)",) $(if $(VARIANCES),--variances "$(VARIANCES)",) $(ARGS)
 
-eval: $(STAMP)
-	@test -n "$(PRED)" -a -n "$(GT)" || { echo "usage: make eval PRED=<maps dir> GT=<masks dir> [JSON=out.json]"; exit 2; }
-	$(BIN)/python -m salseg eval --pred "$(PRED)" --gt "$(GT)" $(if $(JSON),--json "$(JSON)",)
+eval: $(STAMP)  # PRED: one folder, or several "NAME=dir" (a table per dataset, best bold); or CONFIG (methods x datasets)
+	@test -n "$(CONFIG)" -o \( -n "$(PRED)" -a -n "$(GT)" \) || { echo "usage: make eval PRED=\"[NAME=]<maps dir> ...\" GT=<masks dir> | CONFIG=<eval.yaml> [OUT=dir] [JSON=out.json]"; exit 2; }
+	$(BIN)/python -m salseg eval $(if $(CONFIG),--config "$(CONFIG)",$(foreach p,$(PRED),--pred "$(p)") --gt "$(GT)") $(if $(OUT),--out "$(OUT)",) $(if $(JSON),--json "$(JSON)",)
 
 predict: $(STAMP)  # RUN: a run folder, a checkpoint or a training-free experiment (rc_sod); 8-bit PNG maps at native size
 	@test -n "$(RUN)" -a -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make predict RUN=<run folder|checkpoint|experiment> IMAGES=<images dir> OUT=<maps dir> [MAP=<map name>] [ARGS=\"--batch-size 16 --device cuda ...\"]"; exit 2; }
