@@ -163,6 +163,13 @@ def test_early_stopping_from_config_stops_training(tmp_path, tiny):
     assert _global_step(result.run_dir / "checkpoints" / "last.ckpt") == 8  # 2 epochs of 4 steps, not 6
 
 
+@pytest.mark.parametrize("kind", ["EarlyStopping", "ModelCheckpoint"])
+def test_a_monitor_the_method_does_not_log_is_one_line_naming_the_callback(tmp_path, tiny, kind):
+    with pytest.raises(ConfigError, match=rf"^callbacks\.watch: {kind} monitors 'val/los', which this run "
+                                          r"does not log; logged: .*val/loss"):
+        run(_tiny(tmp_path, "trainer.max_epochs=2", f"callbacks.watch={{kind: {kind}, monitor: val/los}}"))
+
+
 def test_model_checkpoint_from_config_writes_best_and_last_beside_the_runs_own(tmp_path, tiny):
     result = run(_tiny(tmp_path, "trainer.max_epochs=2", "callbacks.best={kind: ModelCheckpoint, "
                        "monitor: val/loss, mode: min, save_top_k: 1, save_last: true}"))

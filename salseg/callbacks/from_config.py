@@ -73,5 +73,33 @@ def build_callbacks(entries: Mapping | None, run_dir: Path, trainable: bool = Tr
                 raise ConfigError(f"callbacks.{name}.dirpath: the run's checkpoints/ holds its own last.ckpt "
                                   "(resume relies on it); leave dirpath out (checkpoints/<name>/) or name another")
             kwargs["dirpath"] = str(dirpath)
-        built.append(_class(entry["kind"])(**kwargs))
+        cls = _class(entry["kind"])
+        built.append((_naming_monitor(cls, name) if "monitor" in kwargs else cls)(**kwargs))
     return built
+
+
+# The hooks in which EarlyStopping and ModelCheckpoint look up their monitored metric.
+MONITOR_HOOKS = ("on_train_batch_end", "on_train_epoch_end", "on_validation_end")
+
+
+def _naming_monitor(cls, name: str):
+    """``cls`` whose "monitored metric not logged" error (Lightning's RuntimeError / MisconfigurationException,
+    raised mid-training) is one ConfigError naming the callback, the metric and what the run does log. Same class
+    name, so the callback's checkpoint state key is unchanged."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    def wrap(hook: str):
+        def method(self, trainer, *args, **kwargs):
+            try:
+                return getattr(super(named, self), hook)(trainer, *args, **kwargs)
+            except (RuntimeError, MisconfigurationException) as err:
+                if self.monitor and self.monitor in str(err) and self.monitor not in trainer.callback_metrics:
+                    logged = ", ".join(sorted(trainer.callback_metrics)) or "(nothing yet)"
+                    raise ConfigError(f"callbacks.{name}: {cls.__name__} monitors {self.monitor!r}, which this run "
+                                      f"does not log; logged: {logged}") from err
+                raise
+        return method
+
+    named = type(cls.__name__, (cls,), {hook: wrap(hook) for hook in MONITOR_HOOKS})
+    named.__qualname__ = cls.__qualname__
+    return named
