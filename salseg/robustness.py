@@ -266,7 +266,8 @@ def _run_one(name: str, cfg: DictConfig, study: Mapping, start: float) -> Robust
         rows = {(m,): per_ds for m, per_ds in table.items()}
         lines = {(m,): per_ds for m, per_ds in curves.items()}
         header = [f"Run: `{res.run_dir}`" + (f" (checkpoint `{study['ckpt_path']}`)" if study.get("ckpt_path") else "")]
-        write_outputs(res.out_dir, name, ("map",), rows, lines, study, doc, header, time.time() - start)
+        write_outputs(res.out_dir, name, ("map",), rows, lines, study, doc, header, time.time() - start,
+                      wandb_group=cfg.get("group") or name, logger_cfg=OmegaConf.to_container(cfg.logger, resolve=True))
     return res
 
 
@@ -291,7 +292,8 @@ def _run_comparison(name: str, cmp: DictConfig, overrides: list[str], variances,
         doc = {"comparison": name, "compare": list(results),
                "runs": {e: str(r.run_dir) for e, r in results.items()}}
         header = ["Runs:", *[f"- {e}: `{r.run_dir}`" for e, r in results.items()]]
-        write_outputs(out, name, ("method", "map"), rows, lines, study, doc, header, time.time() - start)
+        write_outputs(out, name, ("method", "map"), rows, lines, study, doc, header, time.time() - start,
+                      wandb_group=name, logger_cfg=OmegaConf.to_container(first_cfg.logger, resolve=True))
     return RobustnessComparison(out_dir=out, results=results)
 
 
@@ -439,8 +441,11 @@ def _nest(rows: Mapping) -> dict:
 
 
 def write_outputs(out: Path, name: str, key_names: Sequence[str], rows: Mapping, lines_: Mapping, study: Mapping,
-                  doc: Mapping, header: Sequence[str] = (), seconds: float | None = None) -> None:
-    """table.csv, f_vs_noise.csv, table.md, f_vs_noise.png, then results.json (last, atomically)."""
+                  doc: Mapping, header: Sequence[str] = (), seconds: float | None = None,
+                  wandb_group: str | None = None, logger_cfg: Mapping | None = None) -> None:
+    """table.csv, f_vs_noise.csv, table.md, f_vs_noise.png, then results.json (last, atomically); then, when the
+    study logs to W&B (``logger_cfg``), both tables, the plot and max F against AWGN variance as a line chart in
+    W&B group ``wandb_group``."""
     texts = {"table.csv": _table_csv(key_names, rows, study), "f_vs_noise.csv": _curves_csv(key_names, lines_),
              "table.md": format_markdown(name, key_names, rows, lines_, study, header)}
     results = {
@@ -457,4 +462,17 @@ def write_outputs(out: Path, name: str, key_names: Sequence[str], rows: Mapping,
     }
     write_report(out, "robustness", texts,
                  lambda: plot_f_vs_noise(lines_, out / "f_vs_noise.png", title=f"{name}: max F against AWGN variance"),
-                 results)
+                 results, wandb_group=wandb_group, logger_cfg=logger_cfg,
+                 line_series={"robustness/f_vs_noise_chart": _f_vs_noise_series(name, lines_)})
+
+
+def _f_vs_noise_series(name: str, lines_: Mapping) -> dict:
+    """``wandb.plot.line_series`` arguments: max F against AWGN variance, one line per (row key, dataset)."""
+    labels, xs, ys = [], [], []
+    for key, per_ds in lines_.items():
+        for ds, curve in per_ds.items():
+            labels.append(" / ".join([*(key if isinstance(key, tuple) else (key,)), ds]))
+            xs.append(list(curve["variance"]))
+            ys.append(list(curve["maxF"]))
+    return {"xs": xs, "ys": ys, "keys": labels, "title": f"{name}: max F against AWGN variance",
+            "xname": "AWGN variance"}

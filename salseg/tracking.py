@@ -12,10 +12,12 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 RUN_DIR_ENV = "SALSEG_RUN_DIR"
-WANDB_HOST = "api.wandb.ai"
+WANDB_DEFAULT_URL = "https://api.wandb.ai"
 
 
 def env_global_rank() -> int:
@@ -86,11 +88,22 @@ def prepare_run_dir(runs_dir: str | Path, name: str, resume: bool = False) -> Pa
     return run_dir
 
 
-def _has_wandb_credentials() -> bool:
+def wandb_server() -> tuple[str, int]:
+    """(host, port) of the W&B server: ``WANDB_BASE_URL`` (a self-hosted server) or W&B's cloud."""
+    url = os.environ.get("WANDB_BASE_URL") or WANDB_DEFAULT_URL
+    parts = urlsplit(url if "://" in url else f"https://{url}")
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: let the probe fail on the default port
+        port = None
+    return parts.hostname or url, port or (80 if parts.scheme == "http" else 443)
+
+
+def _has_wandb_credentials(host: str) -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
     try:
-        return netrc.netrc().authenticators(WANDB_HOST) is not None
+        return netrc.netrc().authenticators(host) is not None
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
 
@@ -106,8 +119,9 @@ def _reachable(host: str, port: int = 443, timeout: float = 1.5) -> bool:
 def wandb_mode(requested: str = "auto") -> tuple[str, str]:
     """Decide ``online``/``offline``/``disabled`` without ever blocking on the network for long.
 
-    ``auto`` goes online only with credentials AND a reachable server (a 1.5 s probe); CI always runs offline.
-    Returns (mode, reason) so the run can say why it is offline.
+    ``auto`` goes online only with credentials AND a reachable server (one 1.5 s TCP probe of ``WANDB_BASE_URL``'s
+    host:port, W&B's cloud without it); CI always runs offline. Returns (mode, reason) so the run can say why it
+    is offline; the reason names the server when the probe decided.
     """
     if requested not in {"auto", "online", "offline", "disabled"}:
         raise ValueError(f"logger.mode must be one of auto, online, offline, disabled; got {requested!r}")
@@ -118,11 +132,13 @@ def wandb_mode(requested: str = "auto") -> tuple[str, str]:
         return requested, f"logger.mode={requested}"
     if os.environ.get("CI"):
         return "offline", "CI is set"
-    if not _has_wandb_credentials():
+    host, port = wandb_server()
+    if not _has_wandb_credentials(host):
         return "offline", "no W&B credentials (wandb login or WANDB_API_KEY)"
-    if not _reachable(WANDB_HOST):
-        return "offline", f"{WANDB_HOST} is not reachable"
-    return "online", "credentials and network present"
+    if not _reachable(host, port):
+        via = "WANDB_BASE_URL" if os.environ.get("WANDB_BASE_URL") else "W&B's default server"
+        return "offline", f"{host}:{port} ({via}) is not reachable within 1.5 s"
+    return "online", f"credentials and {host}:{port} reachable"
 
 
 def make_loggers(cfg: dict, run_dir: Path) -> list:
@@ -152,6 +168,9 @@ def _wandb_logger(cfg: dict, run_dir: Path, mode: str, reason: str):
         if env_global_rank() == 0:
             print(f"[salseg] W&B offline ({reason}); sync later with: wandb sync {run_dir}/wandb/offline-run-*")
     log_cfg = cfg["logger"]
+    log_model = bool(log_cfg.get("log_model", False))
+    if mode == "offline" and log_model:
+        _stage_artifacts_in(run_dir / "wandb" / "artifacts")
     # One W&B run per run directory: a resumed run continues the same W&B run (its id is kept on disk).
     id_file = run_dir / "wandb_run_id.txt"
     run_id = id_file.read_text().strip() if id_file.is_file() else None
@@ -159,7 +178,7 @@ def _wandb_logger(cfg: dict, run_dir: Path, mode: str, reason: str):
         run_id = secrets.token_hex(4)  # W&B ids are short [a-z0-9] strings
         if env_global_rank() == 0:
             id_file.write_text(run_id + "\n")
-    return WandbLogger(
+    logger = WandbLogger(
         id=run_id,
         resume="allow",
         project=log_cfg.get("project", "salseg"),
@@ -169,10 +188,29 @@ def _wandb_logger(cfg: dict, run_dir: Path, mode: str, reason: str):
         tags=list(cfg.get("tags") or []),
         notes=cfg.get("notes") or None,
         save_dir=str(run_dir),
-        offline=(mode == "offline"),
+        # wandb.init's own mode rather than Lightning's ``offline`` flag, which refuses log_model: an offline run
+        # keeps its checkpoint artifacts until `wandb sync` uploads them
+        mode=mode,
         config=cfg,
         job_type=log_cfg.get("job_type", "run"),
+        # the checkpoints as W&B artifacts, logged when training ends; off by default (they can be large)
+        log_model=log_model,
     )
+    # how many test predictions per test set the evaluation callback logs as images with mask overlays
+    logger.salseg_predictions = int(log_cfg.get("predictions_per_test_set", 8))
+    return logger
+
+
+_STAGED_BY_US: list[str] = []  # the WANDB_DATA_DIR values this process set (a user's own value is kept)
+
+
+def _stage_artifacts_in(folder: Path) -> None:
+    """Offline artifacts wait for `wandb sync` as copies in WANDB_DATA_DIR (~/.local/share/wandb by default): put
+    them under the run directory, unless the user chose a place."""
+    current = os.environ.get("WANDB_DATA_DIR")
+    if current is None or current in _STAGED_BY_US:
+        os.environ["WANDB_DATA_DIR"] = str(folder)
+        _STAGED_BY_US.append(str(folder))
 
 
 def finish_loggers(loggers: list) -> None:
@@ -188,3 +226,42 @@ def finish_loggers(loggers: list) -> None:
             wandb.finish()
     except ImportError:
         pass
+
+
+def study_logger_config(run_dirs: Mapping[str, str | Path]) -> Mapping | None:
+    """The ``logger`` block the runs of a study used (their saved config.yaml), None when none is readable."""
+    from omegaconf import OmegaConf
+
+    for run_dir in run_dirs.values():
+        path = Path(run_dir) / "config.yaml"
+        if path.is_file():
+            return OmegaConf.to_container(OmegaConf.load(path)).get("logger")
+    return None
+
+
+def log_summary_run(logger_cfg: Mapping | None, group: str, out_dir: Path, tables: Mapping[str, tuple],
+                    images: Mapping[str, Path] = {}, line_series: Mapping[str, Mapping] = {}) -> bool:
+    """A short W&B run ``<group>/summary`` (job type ``summary``) in the study's group: ``tables`` ({key:
+    (columns, rows)}) as ``wandb.Table``, ``images`` ({key: PNG path}) and ``line_series`` ({key: keyword
+    arguments of ``wandb.plot.line_series``}), then finished. Only when the study's runs logged to W&B (same mode
+    decision as a run, :func:`wandb_mode`); offline files go under ``out_dir/wandb``. True when it logged."""
+    if not logger_cfg or not logger_cfg.get("wandb", False):
+        return False
+    mode, reason = wandb_mode(logger_cfg.get("mode", "auto"))
+    if mode == "disabled":
+        return False
+    import wandb
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if mode == "offline":
+        print(f"[salseg] W&B summary offline ({reason}); sync later with: wandb sync {out_dir}/wandb/offline-run-*")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    with wandb.init(project=logger_cfg.get("project", "salseg"), entity=logger_cfg.get("entity"), group=group,
+                    name=f"{group}/summary", job_type="summary", dir=str(out_dir), mode=mode,
+                    reinit="finish_previous") as run:
+        logged: dict = {key: wandb.Table(columns=list(columns), data=[list(r) for r in rows])
+                        for key, (columns, rows) in tables.items()}
+        logged.update({key: wandb.Image(str(path)) for key, path in images.items() if Path(path).is_file()})
+        logged.update({key: wandb.plot.line_series(**spec) for key, spec in line_series.items()})
+        run.log(logged)
+    return True

@@ -20,6 +20,11 @@ argmax, or labels (B, h, w) int64, resized by nearest neighbour; they are scored
 (:class:`~salseg.callbacks.scorers.SemanticScorer`; class names from the method's ``class_names``), instead of the
 SOD metrics.
 The method's ``run_scores`` (e.g. DCSP's training-cue mIoU) are added to every semantic map's results.
+
+The scores go through Lightning's logging (``pl_module.log_dict`` at the end of the test epoch), so every logger
+gets them and ``trainer.test()`` returns them (``test/<dataset>/<metric>``). With a W&B logger (and
+``log_images``), each test set also gets ``logger.predictions_per_test_set`` predictions as ``wandb.Image`` with
+the ground truth and every saliency map as mask overlays, and one overlaid PR chart of every map.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class MapEvaluation(Callback):
         self.map_names: list[str] = []  # in the order the method returns them: the first is the primary map
         self.dataset_names: list[str] = []
         self.grid: dict[str, dict] = {}  # dataset -> images, gts, names, preds {map name: maps}
+        self.n_predictions = 0  # images per test set logged to W&B (set from the W&B logger at test start)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         # Every process writes its own share of the saved maps into rank 0's run directory (processes started
@@ -74,6 +80,9 @@ class MapEvaluation(Callback):
                                  f"but has no class_names (background first)")
         self.grid = {}
         self.results, self.curves, self.counts = {}, {}, {}
+        # tracking._wandb_logger stamps the W&B logger with logger.predictions_per_test_set
+        self.n_predictions = max((getattr(lg, "salseg_predictions", 0) for lg in _wandb_loggers(trainer)),
+                                 default=0) if self.log_images else 0
 
     def _scorer(self, map_name: str, device):
         if map_name not in self.scorers:
@@ -115,12 +124,14 @@ class MapEvaluation(Callback):
                 self._write_maps(map_name, dataset, batch["name"], scorer.saved(preds))
 
     def _collect_grid(self, dataset: str, batch, map_name: str, preds, gts, first: bool) -> None:
-        """The first ``grid_size`` test images of ``dataset`` with every map of the run (one grid column each);
-        the first map of a batch adds the images and ground truths, the others their maps for the same images."""
+        """The first ``grid_size`` test images of ``dataset`` (or as many as W&B shows) with every map of the run
+        (one grid column each); the first map of a batch adds the images and ground truths, the others their maps
+        for the same images."""
         g = self.grid.setdefault(dataset, {"images": [], "gts": [], "preds": {}, "names": []})
         column = g["preds"].setdefault(map_name, [])
+        keep = max(self.grid_size, self.n_predictions)
         for j in range(len(preds)):
-            if len(column) >= self.grid_size or (not first and len(column) >= len(g["images"])):
+            if len(column) >= keep or (not first and len(column) >= len(g["images"])):
                 return
             if first:
                 g["images"].append(batch["image"][j].detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy())
@@ -154,10 +165,11 @@ class MapEvaluation(Callback):
         self._score([sc for sc in self.scorers.values() if sc.kind != "semantic"], method_scores, flat)
         # results in the order the method returns its maps (the primary map first)
         self.results = {m: self.results[m] for m in self.map_names if m in self.results}
+        # Through Lightning's logging, so trainer.test() returns them and every logger gets them. Each process
+        # holds the same values (compute() reduced the states above): no second reduction.
+        pl_module.log_dict(flat, sync_dist=False)
         if not trainer.is_global_zero:
             return
-        for logger in trainer.loggers:
-            logger.log_metrics(flat, step=trainer.global_step)
         self._write_plots(trainer)
 
     def _score(self, scorers: list, extra: dict[str, dict], flat: dict[str, float]) -> None:
@@ -194,30 +206,70 @@ class MapEvaluation(Callback):
         images = {}
         if curves:  # semantic maps have no PR curve
             images["pr_curve"] = plots.pr_curves(curves, plot_dir / "pr_curve.png", title=f"PR curves, {primary} map")
+        n = self.grid_size
         for dataset, g in self.grid.items():
             if g["images"]:
                 images[f"grid_{dataset}"] = plots.saliency_grid(
-                    g["images"], g["gts"], g["preds"], plot_dir / f"grid_{dataset}.png", names=g["names"],
+                    g["images"][:n], g["gts"][:n], {k: v[:n] for k, v in g["preds"].items()},
+                    plot_dir / f"grid_{dataset}.png", names=g["names"][:n],
                     title=f"{dataset}: input / GT / " + " / ".join(g["preds"]),
                 )
         if self.log_images:
-            _log_to_wandb(trainer, images, curves)
+            for logger in _wandb_loggers(trainer):
+                self._log_to_wandb(logger, trainer.global_step, images)
 
-
-def _log_to_wandb(trainer, images: dict[str, Path], curves: dict[str, dict]) -> None:
-    """Plots as images, and each PR curve as a W&B line plot (interactive, comparable across runs)."""
-    from lightning.pytorch.loggers import WandbLogger
-
-    for logger in trainer.loggers:
-        if not isinstance(logger, WandbLogger):
-            continue
+    def _log_to_wandb(self, logger, step: int, images: dict[str, Path]) -> None:
+        """The plots as images; per test set its predictions with mask overlays and one overlaid PR chart."""
         import wandb
 
         for key, path in images.items():
-            logger.log_image(key=f"test/{key}", images=[str(path)], step=trainer.global_step)
-        for label, c in curves.items():
-            table = wandb.Table(columns=["recall", "precision"],
-                                data=[list(rp) for rp in zip(c["recall"], c["precision"])])
-            logger.experiment.log({f"test/pr/{label}": wandb.plot.line(table, "recall", "precision",
-                                                                        title=f"PR {label}")})
+            logger.log_image(key=f"test/{key}", images=[str(path)], step=step)
+        saliency = [m for m in self.map_names if m not in self.semantic_maps]  # label maps have no PR / overlay
+        logged = {}
+        for dataset in self.dataset_names:
+            per_map = {m: self.curves[m][dataset]["pr"] for m in saliency if dataset in self.curves.get(m, {})}
+            if per_map:
+                logged[f"test/{dataset}/pr_curve"] = wandb.plot.line_series(
+                    xs=[list(c["recall"]) for c in per_map.values()],
+                    ys=[list(c["precision"]) for c in per_map.values()], keys=list(per_map),
+                    title=f"PR curves, {dataset}", xname="recall")
+            g = self.grid.get(dataset)
+            if g and saliency and self.n_predictions:
+                logged[f"test/{dataset}/predictions"] = [
+                    _overlay(g["images"][j], g["gts"][j], {m: g["preds"][m][j] for m in saliency
+                                                           if j < len(g["preds"].get(m, []))}, g["names"][j])
+                    for j in range(min(self.n_predictions, len(g["images"])))]
+        if logged:
+            logger.experiment.log(logged)
+
+
+MASK_LABELS = {0: "background", 1: "salient"}
+
+
+def _binary(arr) -> np.ndarray:
+    """A map or ground truth (uint8 0..255 or float 0..1) as a 0/1 mask at half intensity."""
+    arr = np.asarray(arr, dtype=np.float32)
+    return (arr >= (127.5 if arr.max(initial=0) > 1 else 0.5)).astype(np.uint8)
+
+
+def _overlay(image: np.ndarray, gt, preds: dict[str, Any], name: str):
+    """One test image at its ground truth's size, the GT and each map (thresholded at 0.5) as W&B masks: the
+    primary map is ``prediction``, further maps ``prediction_<map>``."""
+    import wandb
+    from PIL import Image
+
+    gt_mask = _binary(gt)
+    h, w = gt_mask.shape[:2]
+    pixels = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
+    masks = {"ground_truth": {"mask_data": gt_mask, "class_labels": MASK_LABELS}}
+    for i, (map_name, pred) in enumerate(preds.items()):
+        masks["prediction" if i == 0 else f"prediction_{map_name}"] = {"mask_data": _binary(pred),
+                                                                       "class_labels": MASK_LABELS}
+    return wandb.Image(pixels, masks=masks, caption=str(name))
+
+
+def _wandb_loggers(trainer) -> list:
+    from lightning.pytorch.loggers import WandbLogger
+
+    return [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
 

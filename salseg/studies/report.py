@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from salseg import plots
+from salseg import plots, tracking
 from salseg.atomic import atomic_write_text, write_json
 
 # The column order of every study table: segmentation scores, then the SOD measures, classifier errors, GD's
@@ -81,10 +81,40 @@ def _markdown(kind: str, name: str, rows: dict, variant_rows: dict, datasets: li
     return "\n".join(lines)
 
 
-def write_report(out: Path, kind: str, texts: Mapping[str, str], draw: Callable[[], None], doc: Mapping) -> None:
+def csv_table(text: str) -> tuple[list[str], list[list]]:
+    """CSV text -> (columns, rows), numbers as floats (a ``wandb.Table`` sorts and plots them as numbers)."""
+
+    def cell(value: str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+
+    header, *rows = csv.reader(io.StringIO(text))
+    return header, [[cell(v) for v in row] for row in rows]
+
+
+def log_to_wandb(out: Path, kind: str, group: str, texts: Mapping[str, str], logger_cfg: Mapping | None,
+                 line_series: Mapping[str, Mapping] = {}) -> bool:
+    """Every CSV of ``texts`` as a ``wandb.Table`` (key ``<kind>/<file stem>``) and every plot of ``out`` as an
+    image, in a short summary run of the study's W&B group (:func:`salseg.tracking.log_summary_run`). A failure
+    to log is one line: the study's files are written by then."""
+    tables = {f"{kind}/{Path(f).stem}": csv_table(t) for f, t in texts.items() if f.endswith(".csv")}
+    images = {f"{kind}/plots/{p.stem}": p for p in sorted(out.glob("*.png"))}
+    try:
+        return tracking.log_summary_run(logger_cfg, group, out, tables, images, line_series)
+    except Exception as e:  # W&B trouble must not turn a finished study into a failure
+        print(f"[salseg] W&B summary of {kind} {group} not logged: {type(e).__name__}: {e}")
+        return False
+
+
+def write_report(out: Path, kind: str, texts: Mapping[str, str], draw: Callable[[], None], doc: Mapping,
+                 wandb_group: str | None = None, logger_cfg: Mapping | None = None,
+                 line_series: Mapping[str, Mapping] = {}) -> None:
     """The files of a study folder, in order: ``texts`` ({file name: text}; ``table.md`` is also printed), the
     plots ``draw`` makes, then ``results.json`` (``doc``), last and atomically: a study that crashed on the way
-    leaves no results.json."""
+    leaves no results.json. Then, when the study's runs log to W&B (``logger_cfg``), its tables, plots and
+    ``line_series`` charts go to W&B group ``wandb_group`` (:func:`log_to_wandb`)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").unlink(missing_ok=True)
     for file_name, text in texts.items():
@@ -93,6 +123,8 @@ def write_report(out: Path, kind: str, texts: Mapping[str, str], draw: Callable[
     write_json(out / "results.json", doc)
     print("\n" + texts["table.md"])
     print(f"[salseg] {kind} outputs in {out}")
+    if wandb_group and logger_cfg:
+        log_to_wandb(out, kind, wandb_group, texts, logger_cfg, line_series)
 
 
 def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "ablation", summary=()) -> None:
@@ -116,5 +148,7 @@ def write_outputs(out: Path, name: str, rows, curves, run_dirs, kind: str = "abl
                                       if not lower_is_better(m) and any(m in r for r in shown.values())],
                               out / "metrics.png", title=f"{name}: {main}")
 
+    # the variants ran in W&B group ``name`` (salseg.studies.run.run_plan), with the logger of their config.yaml
     write_report(out, kind, {"table.csv": csv_text(table), "table.md": md}, draw,
-                 {kind: name, "results": rows, "runs": run_dirs})
+                 {kind: name, "results": rows, "runs": run_dirs}, wandb_group=name,
+                 logger_cfg=tracking.study_logger_config(run_dirs))
