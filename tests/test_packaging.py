@@ -108,9 +108,14 @@ def test_a_wheel_installed_outside_the_checkout_lists_and_runs(tmp_path):
     python = Path(sys.executable)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", config_paths.ENV_VAR)}
     env.update(OMP_NUM_THREADS="1", WANDB_MODE="disabled")
-    source = tmp_path / "src"  # a copy, so the build leaves no build/ or egg-info in the checkout
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "build", "*.egg-info",
-                                                                "__pycache__", "wandb", "lightning_logs"))
+    # Build from a copy of the files git knows (not venvs or runs), so no build/ or egg-info lands in the checkout.
+    source = tmp_path / "src"
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():  # a tracked file deleted in the working tree is not copied
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     subprocess.run([python, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist",
                     source], check=True, env=env, timeout=300)
     (wheel,) = (tmp_path / "dist").glob("salseg-*.whl")
