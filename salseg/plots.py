@@ -95,7 +95,6 @@ def saliency_grid(images: Sequence[np.ndarray], gts: Sequence[np.ndarray],
     return _save(fig, path)
 
 
-@functools.lru_cache(maxsize=1)
 def _save(fig, path: str | Path) -> Path:
     """Lay out, write (making the folder) and close a figure."""
     fig.tight_layout()
@@ -106,6 +105,7 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=1)
 def label_palette() -> np.ndarray:
     """(256, 3) uint8 colours for label maps: PASCAL VOC's palette (0 black background, 1 dark red, ...: the bits
     of the label spread over the colour channels), 255 (ignore) white, so a grid reads like the VOC masks."""
