@@ -22,7 +22,7 @@ help:
 	@echo "make robust NAME=quickstart [CKPT=last.ckpt] [VARIANCES=0.001,0.01,0.1] [ARGS=...]   AWGN/JPEG table + F-vs-noise plot"
 	@echo "make eval PRED=\"[NAME=]dir ...\" GT=dir | CONFIG=eval.yaml [OUT=dir] [JSON=out.json]   one table per dataset"
 	@echo "make predict RUN=runs/<NAME>/<stamp>|ckpt|rc_sod IMAGES=dir OUT=dir [MAP=name] [ARGS=\"--batch-size 16 --device cuda\"]   maps of any folder of images"
-	@echo "make bench [BENCH=metrics|menet|gd|dcsp]  speed benchmarks (benchmarks/): SOD metrics, MEnet, GD saliency, DCSP"
+	@echo "make bench [BENCH=cost|metrics|menet|gd|dcsp]  cost table of every method (params, FLOPs, images/s) + speed benchmarks (benchmarks/)"
 	@echo "make list                         known experiments and ablations"
 
 $(STAMP): pyproject.toml
@@ -73,9 +73,9 @@ predict: $(STAMP)  # RUN: a run folder, a checkpoint or a training-free experime
 	@test -n "$(RUN)" -a -n "$(IMAGES)" -a -n "$(OUT)" || { echo "usage: make predict RUN=<run folder|checkpoint|experiment> IMAGES=<images dir> OUT=<maps dir> [MAP=<map name>] [ARGS=\"--batch-size 16 --device cuda ...\"]"; exit 2; }
 	$(BIN)/python -m salseg predict "$(RUN)" --images "$(IMAGES)" --out "$(OUT)" $(if $(MAP),--map "$(MAP)",) $(ARGS)
 
-BENCHES := metrics menet gd dcsp
+BENCHES := cost metrics menet gd dcsp
 
-bench: $(STAMP)  # BENCH=metrics|menet|gd|dcsp runs one; ARGS go to it (e.g. BENCH=menet ARGS="--device cuda")
+bench: $(STAMP)  # BENCH=cost|metrics|menet|gd|dcsp runs one; ARGS go to it (e.g. BENCH=menet ARGS="--device cuda")
 	@for b in $(or $(BENCH),$(BENCHES)); do \
 	  test -f benchmarks/bench_$$b.py || { echo "unknown BENCH=$$b; known: $(BENCHES)"; exit 2; }; \
 	  echo "== benchmarks/bench_$$b.py"; $(BIN)/python benchmarks/bench_$$b.py $(if $(BENCH),$(ARGS),) || exit 1; \

@@ -8,7 +8,8 @@ Cue generation = the hierarchical saliency (the authors' 2 passes of a saliency 
 get_localization does). The adapt round's cues (multi-scale segmentation scores) are timed the same way. The
 training step is one forward, backward and SGD step of the segmentation phase (cross-entropy + classification
 loss) at crop ``--size`` and batch ``--batch`` (the authors: ResNet-101, 321, 10, on a GPU). Weights are random:
-the time does not depend on them. Each figure is the median of ``--repeats`` timed runs after a warm-up.
+the time does not depend on them. Each figure is the mean of ``--repeats`` calls after two warm-up calls, timed by
+torch.utils.benchmark.Timer (salseg.cost.seconds_per_call: CUDA synchronised, the current torch threads).
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from timing import timed  # benchmarks/timing.py
-
+from salseg.cost import seconds_per_call
 from salseg.data.shapes import ShapesDataset
 from salseg.methods.dcsp.attention import multilabel_loss, multiscale_attention
 from salseg.methods.dcsp.cues import adapted_cues, hierarchical_saliency, make_cues
@@ -64,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     def cues(x: torch.Tensor, lab: torch.Tensor) -> torch.Tensor:
         return make_cues(multiscale_attention(net, x), hierarchical_saliency(saliency, x), lab).cues
 
-    batched = timed(lambda: cues(images, voc_labels), device, args.repeats)
-    looped = timed(lambda: [cues(images[i : i + 1], voc_labels[i : i + 1]) for i in range(args.batch)], device,
-                   args.repeats)
-    adapt = timed(lambda: adapted_cues(multiscale_seg_scores(net, images), voc_labels), device, args.repeats)
+    r = args.repeats
+    batched = seconds_per_call(lambda: cues(images, voc_labels), repeats=r)
+    looped = seconds_per_call(lambda: [cues(images[i : i + 1], voc_labels[i : i + 1]) for i in range(args.batch)],
+                              repeats=r)
+    adapt = seconds_per_call(lambda: adapted_cues(multiscale_seg_scores(net, images), voc_labels), repeats=r)
 
     net.train()
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         opt.step()
 
-    train_step = timed(step, device, args.repeats)
+    train_step = seconds_per_call(step, repeats=r)
     out = {
         "device": str(device), "backbone": args.backbone, "size": args.size, "batch": args.batch,
         "threads": torch.get_num_threads(),

@@ -10,10 +10,11 @@ the authors' 224 px and T = 35, in eval mode behind its input normalisation; ``-
 any name salseg.backbones builds (``--weights none``: random weights, for backbones with no offline weights). The
 cost is paper 001's clamped cost. Batched = ONE forward and
 backward of the summed cost per step for the whole batch; the loop runs the same generator on one image at a time.
-The gradient baseline (one backward, Captum) is timed too. Each figure is the median of ``--repeats`` timed runs
-after one warm-up (segmentation: one timed run). Segmentation from saliency (paper 002 Sec. 4) is timed per image
-at the paper's 100 seeded runs. The paper reports 0.45 s per image with refinement and 20-40 images/s without
-(2015 GPU).
+The gradient baseline (one backward, Captum) is timed too. Each figure is the mean of ``--repeats`` calls after two
+warm-up calls (segmentation: one timed call after one warm-up), timed by torch.utils.benchmark.Timer
+(salseg.cost.seconds_per_call: CUDA synchronised, the current torch threads). Segmentation from saliency
+(paper 002 Sec. 4) is timed per image at the paper's 100 seeded runs. The paper reports 0.45 s per image with
+refinement and 20-40 images/s without (2015 GPU).
 """
 
 from __future__ import annotations
@@ -27,10 +28,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from timing import timed  # benchmarks/timing.py
-
+from salseg.cost import seconds_per_call
 from salseg.data.shapes import ShapesDataset
 from salseg.methods.gd_saliency import GDSaliency
 from salseg.methods.gd_saliency.classifier import pretrained_classifier
@@ -66,22 +65,23 @@ def main(argv: list[str] | None = None) -> int:
     gen = GDSaliency(model, "clamped", steps=args.steps)
     n = args.batch
 
-    batched = timed(lambda: gen(x, labels), device, args.repeats)
-    loop = timed(lambda: [gen(x[i:i + 1], labels[i:i + 1]) for i in range(n)], device, args.repeats)
-    gradient = timed(lambda: gradient_saliency(model, x, labels), device, args.repeats)
+    r = args.repeats
+    batched = seconds_per_call(lambda: gen(x, labels), repeats=r)
+    loop = seconds_per_call(lambda: [gen(x[i:i + 1], labels[i:i + 1]) for i in range(n)], repeats=r)
+    gradient = seconds_per_call(lambda: gradient_saliency(model, x, labels), repeats=r)
     res = gen(x, labels)
     maps, unscaled = res.maps.cpu(), res.unscaled.cpu()  # refinement reads the authors' scale (peak <= 1)
     images = x.cpu()
     k = min(n, 8)  # SLIC and refinement are per image on the CPU
-    slic = timed(lambda: [slic_superpixels(images[i]) for i in range(k)], torch.device("cpu"), args.repeats) / k
-    refinement = timed(lambda: [refine(unscaled[i], images[i]) for i in range(k)], torch.device("cpu"),
-                       args.repeats) / k
+    slic = seconds_per_call(lambda: [slic_superpixels(images[i]) for i in range(k)], repeats=r) / k
+    refinement = seconds_per_call(lambda: [refine(unscaled[i], images[i]) for i in range(k)], repeats=r) / k
     # Segmentation from saliency (paper 002 Sec. 4) at the paper's 100 seeded runs, marker watershed; the random
-    # walker is timed with 5 runs (it takes 0.2-3 s per run) and reported per run.
-    seg = timed(lambda: [segment_from_saliency(maps[i], images[i], runs=100) for i in range(k)],
-                torch.device("cpu"), 1) / k
-    rw = timed(lambda: [segment_from_saliency(maps[i], images[i], runs=5, seeder="random_walker") for i in range(2)],
-               torch.device("cpu"), 1) / 2 / 5
+    # walker is timed with 5 runs (it takes 0.2-3 s per run) and reported per run. Both slow: one warm-up call and
+    # one timed call (blocked_autorange with no minimum run time).
+    seg = seconds_per_call(lambda: [segment_from_saliency(maps[i], images[i], runs=100) for i in range(k)],
+                           min_run_time=0) / k
+    rw = seconds_per_call(lambda: [segment_from_saliency(maps[i], images[i], runs=5, seeder="random_walker")
+                                   for i in range(2)], min_run_time=0) / 2 / 5
 
     figures = {
         "device": str(device), "threads": torch.get_num_threads(), "size": args.size, "batch": n,
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     figures.update(backbone=args.backbone, weights=args.weights, layout="nchw" if args.nchw else "nhwc")
     print(f"GD saliency, {args.backbone} ({args.weights}, {figures['layout']}) at {args.size} px, T = {args.steps}, "
           f"clamped cost, batch {n}, {device} "
-          f"({figures['threads']} threads); median of {args.repeats}")
+          f"({figures['threads']} threads); mean of {args.repeats} after 2 warm-up calls")
     print("| stage | figure |\n| --- | ---: |")
     print(f"| GD batched (one backward per step) | {figures['gd_batched_images_per_s']:.2f} images/s |")
     print(f"| GD per-image loop | {figures['gd_loop_images_per_s']:.2f} images/s |")

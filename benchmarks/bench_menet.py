@@ -7,7 +7,8 @@ The model is ``configs/model/menet.yaml`` (the authors' released network: 13 sca
 64 px (the same network at width 4, 790,866 parameters: the CPU configuration quickstart trains). Inference is
 ``saliency_maps`` (network, CE map and the metric-space map of Eq. 5) under ``torch.inference_mode``; a training
 step is forward + L_ML + L_CE with the authors' hard-negative mining + backward + SGD step, on random images and
-random blob masks. Each figure is the median of ``--repeats`` timed runs after warm-up (CUDA timings synchronise).
+random blob masks. Each figure is the mean of ``--repeats`` calls after two warm-up calls, timed by
+torch.utils.benchmark.Timer (salseg.cost.seconds_per_call: CUDA synchronised, the current torch threads).
 The paper reports 0.086 s per image on its GPU (Sec. IV).
 """
 
@@ -15,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from salseg.cost import seconds_per_call  # noqa: E402
 from salseg.methods.menet.module import MEnet  # noqa: E402
 
 
@@ -34,21 +34,6 @@ def build(config: str, image_size: int, device: torch.device) -> MEnet:
     spec.pop("kind")
     spec["image_size"] = image_size
     return MEnet(**spec).to(device)
-
-
-def timed(fn, device: torch.device, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def blob_masks(n: int, size: int, device: torch.device) -> torch.Tensor:
@@ -74,7 +59,7 @@ def bench(config: str, size: int, device: torch.device, repeats: int, batches: l
             with torch.inference_mode():
                 model.saliency_maps(x)
 
-        s = timed(infer, device, repeats)
+        s = seconds_per_call(infer, repeats=repeats)
         out["inference"][b] = {"s_per_batch": s, "images_per_s": b / s, "s_per_image": s / b}
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
@@ -87,7 +72,7 @@ def bench(config: str, size: int, device: torch.device, repeats: int, batches: l
         losses["loss"].backward()
         opt.step()
 
-    out["train_step_s"] = timed(step, device, repeats)
+    out["train_step_s"] = seconds_per_call(step, repeats=repeats)
     out["train_batch"] = train_batch
     return out
 
@@ -103,7 +88,7 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     batches = [int(b) for b in args.batches.split(",")]
     print(f"MEnet speed on {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}, "
-          f"{torch.get_num_threads()} threads), median of {args.repeats}")
+          f"{torch.get_num_threads()} threads), mean of {args.repeats} after 2 warm-up calls")
     results = [bench("menet", 224, device, args.repeats, batches, args.train_batch),
                bench("menet_small", 64, device, args.repeats, batches, 16)]
     print("| config | px | params | layers | batch | images/s | s/image | train step (batch) |")

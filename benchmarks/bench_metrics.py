@@ -16,7 +16,9 @@ opencv-python-headless`` (``.bench/`` is git-ignored; pysodmetrics pins its own 
 
 The data folder is ``../shared/data/sod300`` next to the repository (env ``SALSEG_SHARED_DATA`` overrides);
 without it the benchmark prints a message and exits 0. Timings depend on the machine: on a shared 2-core VM,
-repeat and read the best and median columns.
+repeat. Each figure is the mean of ``--repeats`` calls after two warm-up calls, timed by
+torch.utils.benchmark.Timer (salseg.cost.seconds_per_call); PySODMetrics' interpreter has no torch, so its
+script times itself and the comparison takes the mean of its ``--repeats`` runs (no warm-up there).
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from salseg.cost import seconds_per_call  # noqa: E402
 from salseg.evaluate import default_workers, evaluate_arrays, evaluate_folders, list_images, read_gray  # noqa: E402
 from salseg.metrics import METRIC_KEYS  # noqa: E402
 
@@ -81,17 +83,19 @@ def data_dir(arg: str | None) -> Path:
     return shared / "sod300"
 
 
-def timed(fn, repeats: int) -> tuple[list[float], object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return times, out
+def timed(fn, repeats: int) -> tuple[float, object]:
+    """Mean seconds of ``repeats`` calls of ``fn`` after two warm-up calls (torch.utils.benchmark.Timer through
+    salseg.cost.seconds_per_call), and what the last call returned."""
+    last = {}
+
+    def call():
+        last["out"] = fn()
+
+    return seconds_per_call(call, repeats=repeats), last["out"]
 
 
-def rate_row(label: str, n: int, times: list[float]) -> str:
-    return f"| {label} | {n / min(times):8.1f} | {n / statistics.median(times):8.1f} |"
+def rate_row(label: str, n: int, seconds: float) -> str:
+    return f"| {label} | {n / seconds:8.1f} |"
 
 
 def run_pysod(python: str, pred_dir: Path, gt_dir: Path, repeats: int) -> dict:
@@ -120,39 +124,40 @@ def main(argv: list[str] | None = None) -> int:
     names = list(list_images(gt_dir))
     n = len(names)
     print(f"SOD-300 / Amulet: {n} maps, full metric set ({', '.join(METRIC_KEYS)}), {workers} worker(s), "
-          f"{os.cpu_count()} CPU(s), best and median of {args.repeats}")
+          f"{os.cpu_count()} CPU(s), mean of {args.repeats} after 2 warm-up calls")
 
-    e2e_times, result = timed(lambda: evaluate_folders(pred_dir, gt_dir, num_workers=workers), args.repeats)
-    read_times, arrays = timed(lambda: [(read_gray(pred_dir / f"{s}.png"), read_gray(gt_dir / f"{s}.png"))
+    e2e_s, result = timed(lambda: evaluate_folders(pred_dir, gt_dir, num_workers=workers), args.repeats)
+    read_s, arrays = timed(lambda: [(read_gray(pred_dir / f"{s}.png"), read_gray(gt_dir / f"{s}.png"))
                                         for s in names], args.repeats)
     preds, gts = [p for p, _ in arrays], [g for _, g in arrays]
-    score_times, _ = timed(lambda: evaluate_arrays(preds, gts, num_workers=workers), args.repeats)
-    score1_times, _ = timed(lambda: evaluate_arrays(preds, gts, num_workers=0), args.repeats)
+    score_s, _ = timed(lambda: evaluate_arrays(preds, gts, num_workers=workers), args.repeats)
+    score1_s, _ = timed(lambda: evaluate_arrays(preds, gts, num_workers=0), args.repeats)
 
     rows = [
-        "| stage | maps/s best | maps/s median |",
-        "| --- | ---: | ---: |",
-        rate_row(f"end to end: read + score ({workers} workers)", n, e2e_times),
-        rate_row("reading alone (1 process)", n, read_times),
-        rate_row(f"scoring alone ({workers} workers)", n, score_times),
-        rate_row("scoring alone (1 process)", n, score1_times),
+        "| stage | maps/s |",
+        "| --- | ---: |",
+        rate_row(f"end to end: read + score ({workers} workers)", n, e2e_s),
+        rate_row("reading alone (1 process)", n, read_s),
+        rate_row(f"scoring alone ({workers} workers)", n, score_s),
+        rate_row("scoring alone (1 process)", n, score1_s),
     ]
     timing = result["timing"]
     figures = {
         "n": n, "workers": workers,
-        "end_to_end_maps_per_s": n / min(e2e_times), "reading_maps_per_s": n / min(read_times),
-        "scoring_maps_per_s": n / min(score_times), "scoring_1proc_maps_per_s": n / min(score1_times),
+        "end_to_end_maps_per_s": n / e2e_s, "reading_maps_per_s": n / read_s,
+        "scoring_maps_per_s": n / score_s, "scoring_1proc_maps_per_s": n / score1_s,
         "worker_read_s_per_map": timing["read_s"] / n, "worker_score_s_per_map": timing["score_s"] / n,
         "values": result["metrics"],
     }
     if args.compare_pysodmetrics:
         ref = run_pysod(args.compare_pysodmetrics, pred_dir, gt_dir, args.repeats)
-        rows.append(rate_row("PySODMetrics 1.6.2 end to end (1 process)", ref["n"], ref["end_to_end_s"]))
-        rows.append(rate_row("PySODMetrics 1.6.2 scoring alone (1 process)", ref["n"], ref["scoring_s"]))
+        ref_e2e_s, ref_score_s = statistics.mean(ref["end_to_end_s"]), statistics.mean(ref["scoring_s"])
+        rows.append(rate_row("PySODMetrics 1.6.2 end to end (1 process)", ref["n"], ref_e2e_s))
+        rows.append(rate_row("PySODMetrics 1.6.2 scoring alone (1 process)", ref["n"], ref_score_s))
         diffs = {k: abs(result["metrics"][k] - v) for k, v in ref["values"].items()}
         figures.update({
-            "pysod_end_to_end_maps_per_s": ref["n"] / min(ref["end_to_end_s"]),
-            "pysod_scoring_maps_per_s": ref["n"] / min(ref["scoring_s"]),
+            "pysod_end_to_end_maps_per_s": ref["n"] / ref_e2e_s,
+            "pysod_scoring_maps_per_s": ref["n"] / ref_score_s,
             "pysod_values": ref["values"], "max_abs_diff": max(diffs.values()),
         })
         figures["ratio_end_to_end"] = figures["end_to_end_maps_per_s"] / figures["pysod_end_to_end_maps_per_s"]
