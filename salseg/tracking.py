@@ -229,14 +229,13 @@ def finish_loggers(loggers: list) -> None:
 
 
 def study_logger_config(run_dirs: Mapping[str, str | Path]) -> Mapping | None:
-    """The ``logger`` block the runs of a study used (their saved config.yaml), None when none is readable."""
+    """The ``logger`` block the runs of a study used (their saved config.yaml): the first that logs to W&B (the
+    entries of a comparison may differ), else the first found; None when none is readable."""
     from omegaconf import OmegaConf
 
-    for run_dir in run_dirs.values():
-        path = Path(run_dir) / "config.yaml"
-        if path.is_file():
-            return OmegaConf.to_container(OmegaConf.load(path)).get("logger")
-    return None
+    blocks = [OmegaConf.to_container(OmegaConf.load(Path(d) / "config.yaml")).get("logger") or {}
+              for d in run_dirs.values() if (Path(d) / "config.yaml").is_file()]
+    return next((b for b in blocks if b.get("wandb")), blocks[0] if blocks else None)
 
 
 def log_summary_run(logger_cfg: Mapping | None, group: str, out_dir: Path, tables: Mapping[str, tuple],

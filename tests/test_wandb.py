@@ -3,6 +3,7 @@ directory, test metrics returned by trainer.test(), predictions with mask overla
 study's group, checkpoints as artifacts. Every run here is offline (conftest sets WANDB_MODE=offline)."""
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import wandb
 import wandb.sdk.wandb_run as wandb_run
@@ -93,7 +94,29 @@ def test_test_metrics_returned_and_predictions_logged_per_test_set(tmp_path, mon
         assert set(images[0]._masks) == {"prediction", "ground_truth"}
         assert isinstance(everything[f"test/{ds}/pr_curve"], wandb.plot.CustomChart)
     assert everything["test/a/maxF"] == pytest.approx(result.metrics["saliency"]["a"]["maxF"])
-    assert len(list((result.run_dir / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+    # read back from the offline run's files, under the run directory
+    (offline,) = (result.run_dir / "wandb").glob("offline-run-*")
+    media = offline / "files" / "media"
+    for ds in ("a", "b"):
+        assert len(list((media / "images" / "test" / ds).glob("predictions_*.png"))) == 3
+        assert len(list((media / "images" / "mask" / "test" / ds).glob("predictions_*.mask.png"))) == 3 * 2
+        assert len(list((media / "table" / "test" / ds).glob("pr_curve_table_*.table.json"))) == 1
+
+
+def test_overlay_is_at_the_ground_truth_size_with_binary_masks():
+    from salseg.callbacks.evaluation import MASK_LABELS, _overlay
+
+    image = np.full((8, 8, 3), 0.5, dtype=np.float32)  # the network's input size
+    gt = np.zeros((12, 16), dtype=np.uint8)
+    gt[:, 8:] = 255
+    pred = np.tile(np.linspace(0, 255, 16, dtype=np.float32).round().astype(np.uint8), (12, 1))
+    shown = _overlay(image, gt, {"saliency": pred, "refined": 255 - pred}, "img1")
+    assert shown.image.size == (16, 12) and shown._caption == "img1"
+    masks = {k: m._val["mask_data"] for k, m in shown._masks.items()}
+    assert set(masks) == {"ground_truth", "prediction", "prediction_refined"}
+    assert masks["ground_truth"].tolist() == (gt > 127).astype(np.uint8).tolist()
+    assert masks["prediction"][0].tolist() == [0] * 8 + [1] * 8 and masks["prediction_refined"][0, 0] == 1
+    assert shown._masks["prediction"]._val["class_labels"] == MASK_LABELS
 
 
 def test_csv_logger_logs_nothing_to_wandb(tmp_path, logged):
@@ -127,9 +150,12 @@ def test_study_tables_go_to_a_summary_run_in_the_group(tmp_path, logged, capsys)
     run_dir.mkdir(parents=True)
     OmegaConf.save(OmegaConf.create({"logger": {"wandb": True, "mode": "auto", "project": "salseg"}}),
                    run_dir / "config.yaml")
+    csv_only = tmp_path / "runs" / "v0"  # an entry that logged to CSV only: the study still has a W&B run
+    csv_only.mkdir()
+    OmegaConf.save(OmegaConf.create({"logger": {"wandb": False}}), csv_only / "config.yaml")
     rows = {"v1": {"shapes": {"maxF": 0.5, "MAE": 0.2}}, "v2": {"shapes": {"maxF": 0.6, "MAE": 0.1}}}
     curves = {"v1": {"recall": [0.0, 1.0], "precision": [1.0, 0.5]}}
-    report.write_outputs(tmp_path / "abl", "abl", rows, curves, {"v1": str(run_dir), "v2": str(run_dir)})
+    report.write_outputs(tmp_path / "abl", "abl", rows, curves, {"v1": str(csv_only), "v2": str(run_dir)})
     table = _merged(logged)["ablation/table"]
     assert isinstance(table, wandb.Table) and table.columns == ["variant", "dataset", "maxF", "MAE"]
     assert table.data == [["v1", "shapes", 0.5, 0.2], ["v2", "shapes", 0.6, 0.1]]
@@ -139,8 +165,7 @@ def test_study_tables_go_to_a_summary_run_in_the_group(tmp_path, logged, capsys)
 
     # a study whose runs did not log to W&B logs nothing
     logged.clear()
-    OmegaConf.save(OmegaConf.create({"logger": {"wandb": False}}), run_dir / "config.yaml")
-    report.write_outputs(tmp_path / "abl2", "abl2", rows, curves, {"v1": str(run_dir)})
+    report.write_outputs(tmp_path / "abl2", "abl2", rows, curves, {"v1": str(csv_only)})
     assert logged == [] and not (tmp_path / "abl2" / "wandb").exists()
 
 
