@@ -182,3 +182,18 @@ def test_robustness_tables_and_f_vs_noise_curve_logged(tmp_path, logged):
     assert isinstance(everything["robustness/f_vs_noise_chart"], wandb.plot.CustomChart)
     assert isinstance(everything["robustness/plots/f_vs_noise"], wandb.Image)
     assert isinstance(everything["robustness/f_vs_noise"], wandb.Table)
+
+
+def test_a_robustness_run_with_wandb_logs_its_summary_in_its_group(tmp_path, logged):
+    res = robustness.run_robustness("rc_shapes", ["data.test.shapes.size=2", "data.eval_batch_size=2",
+                                                  "data.num_workers=0", "logger=wandb", f"runs_dir={tmp_path}"],
+                                    variances=[0.1])
+    summary = next(call for call in logged if "robustness/table" in call)
+    table = summary["robustness/f_vs_noise"]
+    assert table.columns[:4] == ["map", "dataset", "variance", "maxF"]
+    maxf = res.curves["saliency"]["shapes"]["maxF"]
+    assert [row[:4] for row in table.data] == [["saliency", "shapes", 0.0, pytest.approx(maxf[0], abs=1e-6)],
+                                               ["saliency", "shapes", 0.1, pytest.approx(maxf[1], abs=1e-6)]]
+    assert isinstance(summary["robustness/f_vs_noise_chart"], wandb.plot.CustomChart)
+    (offline,) = (res.out_dir / "wandb").glob("offline-run-*")
+    assert any(offline.glob("run-*.wandb"))
