@@ -12,7 +12,9 @@ experiment's own test image (its size: ``data.image_size``, or the native size w
   is invisible to the counter: a method in which it saw no torch arithmetic reports ``flops: null`` ("n/a").
 - images/s are timed with :class:`torch.utils.benchmark.Timer` (``blocked_autorange``: warm-up, then blocks of
   calls for at least ``min_run_time`` seconds, the median block; CUDA synchronised by the Timer; ``num_threads``
-  torch threads), under ``torch.inference_mode`` as Lightning's test loop runs.
+  torch threads), under ``torch.inference_mode`` as Lightning's test loop runs. A run's metrics.json times one
+  call after one warm-up (``min_run_time=0``: cheap, noisier); ``make bench`` (benchmarks/bench_cost.py) times
+  a second of calls.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.utils.benchmark import Timer
+from torch.utils.benchmark import Measurement, Timer
 from torch.utils.flop_counter import FlopCounterMode
 
 
@@ -57,18 +59,26 @@ def count_flops(fn: Callable[[], object]) -> int | None:
     return total or None
 
 
-def seconds_per_call(fn: Callable[[], object], *, num_threads: int | None = None, repeats: int | None = None,
-                     min_run_time: float = 0.2) -> float:
-    """Seconds of one call of ``fn``, timed by :class:`torch.utils.benchmark.Timer` with ``num_threads`` torch
-    threads (default: the current setting; the Timer's own default is 1) and CUDA synchronised by the Timer.
+def time_calls(fn: Callable[[], object], *, num_threads: int | None = None, repeats: int | None = None,
+               min_run_time: float = 0.2) -> Measurement:
+    """Calls of ``fn`` timed by :class:`torch.utils.benchmark.Timer` with ``num_threads`` torch threads (default:
+    the current setting; the Timer's own default is 1), CUDA synchronised by the Timer.
 
-    ``repeats`` given: the mean of that fixed count of calls after the Timer's two warm-up calls (``timeit``; the
-    benchmarks' ``--repeats``). Else the median block of ``blocked_autorange``: a warm-up call, then blocks of
-    calls until ``min_run_time`` seconds are spent (one call per block when a call is slower than that)."""
+    ``repeats`` given: that fixed count of calls after the Timer's two warm-up calls (``timeit``: one block; the
+    benchmarks' ``--repeats``). Else ``blocked_autorange``: a block size estimated on warm-up calls (1, 10, 100 ...
+    calls, until the timer's overhead is under 1e-4 of a block or a block outlasts ``min_run_time``), then blocks
+    until ``min_run_time`` seconds are spent; ``min_run_time=0``: one warm-up call and one timed call."""
     timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=int(num_threads or torch.get_num_threads()))
     if repeats is not None:
-        return float(timer.timeit(number=repeats).mean)
-    return float(timer.blocked_autorange(min_run_time=min_run_time).median)
+        return timer.timeit(number=repeats)
+    return timer.blocked_autorange(min_run_time=min_run_time)
+
+
+def seconds_per_call(fn: Callable[[], object], **timing) -> float:
+    """Seconds of one call of ``fn``: the mean of ``repeats`` calls, or the median block of ``blocked_autorange``
+    (:func:`time_calls`, whose keywords it takes)."""
+    measurement = time_calls(fn, **timing)
+    return float(measurement.mean if timing.get("repeats") is not None else measurement.median)
 
 
 def inference_call(model: torch.nn.Module, images: torch.Tensor) -> Callable[[], object]:
@@ -95,13 +105,15 @@ def measure(model: torch.nn.Module, image: torch.Tensor, *, batch_size: int = 1,
     images = image.to(device, torch.float32).unsqueeze(0).expand(batch_size, -1, -1, -1).contiguous()
     call = inference_call(model, images)
     flops = count_flops(call)  # also the first (warm-up) call
-    seconds = seconds_per_call(call, num_threads=num_threads, min_run_time=min_run_time)
+    measurement = time_calls(call, num_threads=num_threads, min_run_time=min_run_time)
+    seconds = float(measurement.median)
     return {
         "params": count_parameters(model),
         "flops": flops,
         "gflops": round(flops / 1e9, 3) if flops is not None else None,
         "images_per_s": round(batch_size / seconds, 3),
         "seconds_per_batch": seconds,
+        "timed_calls": measurement.number_per_run * len(measurement.times),
         "input_size": [int(s) for s in images.shape[-2:]],
         "batch_size": batch_size,
         "device": str(device),

@@ -141,14 +141,14 @@ def load_for_test(cls, ckpt_path: str, model_cfg: dict):
 
 def _measure_cost(model, datamodule, trainer) -> dict:
     """Parameters, FLOPs and images/s of the method's test-time inference on the first test image, at its test
-    size, on the run's device and threads (:mod:`salseg.cost`; README "Benchmarks"). A short budget (0.2 s of
-    timing after a warm-up call) so that it costs a run a few inference calls, not a benchmark. A method whose
+    size, on the run's device and threads (:mod:`salseg.cost`; README "Benchmarks"). A short budget: one counted
+    call (FLOPs), one warm-up call and one timed call (``make bench`` times a second of calls). A method whose
     test step cannot run on a bare ``{"image": ...}`` batch gets the reason instead: the run's scores stand."""
     from salseg.cost import measure
 
     image = datamodule.test_datasets[0][0]["image"]
     try:
-        return measure(model, image, device=trainer.strategy.root_device, min_run_time=0.2)
+        return measure(model, image, device=trainer.strategy.root_device, min_run_time=0.0)
     except Exception as err:  # a measurement beside the results must not cost the run its metrics.json
         print(f"[salseg] cost not measured ({type(err).__name__}: {err}); `cost: false` skips it")
         return {"error": f"{type(err).__name__}: {err}"}

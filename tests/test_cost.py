@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from salseg.config import ConfigError, compose
-from salseg.cost import count_flops, count_parameters, format_cost_table, measure
+from salseg.cost import count_flops, count_parameters, format_cost_table, measure, seconds_per_call
 from salseg.methods.base import SalsegMethod
 from salseg.runner import run
 
@@ -62,6 +62,12 @@ def test_measure_reports_input_device_threads_and_batch():
     assert cost["images_per_s"] == pytest.approx(3 / cost["seconds_per_batch"], rel=1e-2)
 
 
+def test_fixed_count_timing_calls_the_function_repeats_plus_two_warm_up_times():
+    calls = []
+    seconds = seconds_per_call(lambda: calls.append(1), repeats=5, num_threads=1)
+    assert len(calls) == 5 + 2 and 0 < seconds < 0.1
+
+
 def test_metrics_json_of_a_run_has_the_cost_block(tmp_path):
     result = run(compose("rc_shapes", SMALL + [f"runs_dir={tmp_path}"]))
     cost = json.loads((result.run_dir / "metrics.json").read_text())["cost"]
@@ -70,6 +76,7 @@ def test_metrics_json_of_a_run_has_the_cost_block(tmp_path):
     assert cost["flops"] is None  # Region Contrast computes in NumPy: no FLOPs to report
     assert cost["params"] == {"total": 0, "trainable": 0}
     assert cost["device"] == "cpu" and cost["threads"] == torch.get_num_threads()
+    assert cost["timed_calls"] == 1  # a run's short budget: one warm-up call, one timed call
 
 
 def test_cost_false_leaves_the_block_out(tmp_path):
