@@ -234,7 +234,8 @@ class MapEvaluation(Callback):
                     ys=[list(c["precision"]) for c in per_map.values()], keys=list(per_map),
                     title=f"PR curves, {dataset}", xname="recall")
             g = self.grid.get(dataset)
-            if g and saliency and self.n_predictions:
+            # overlays need the saliency ground truth: the grid keeps the GT the primary map showed
+            if g and self.n_predictions and self.primary_map in saliency:
                 logged[f"test/{dataset}/predictions"] = [
                     _overlay(g["images"][j], g["gts"][j], {m: g["preds"][m][j] for m in saliency
                                                            if j < len(g["preds"].get(m, []))}, g["names"][j])
