@@ -208,7 +208,8 @@ def compose(name: str, overrides: Iterable[str] = (), experiment: DictConfig | N
     cfg = OmegaConf.create(dict(BASE))
     for group in GROUPS:
         cfg[group] = load_group(group, str(defaults[group]))
-    check_trainer_keys(cfg.trainer.keys(), f"configs/trainer/{defaults['trainer']}.yaml")
+    trainer_file = find_yaml(group_dirs("trainer"), str(defaults["trainer"]))
+    check_trainer_keys(cfg.trainer.keys(), str(trainer_file or f"configs/trainer/{defaults['trainer']}.yaml"))
     cfg.defaults = {g: str(defaults[g]) for g in GROUPS}
     cfg.name = name
     OmegaConf.set_struct(cfg, True)

@@ -117,6 +117,18 @@ def test_unknown_trainer_argument_gets_a_close_match():
         compose("x", experiment=experiment)
 
 
+def test_unknown_key_in_a_trainer_block_names_its_file(tmp_path, monkeypatch):
+    block = tmp_path / "configs" / "trainer" / "mine.yaml"
+    block.parent.mkdir(parents=True)
+    block.write_text("accelerator: cpu\nmax_epoch: 2\n")
+    monkeypatch.setenv("SALSEG_CONFIG_PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match=rf"^{block}: unknown Trainer argument 'trainer\.max_epoch'\. "
+                                          r"Did you mean trainer\.max_epochs"):
+        compose("rc_shapes", ["trainer=mine"])
+    block.write_text("accelerator: cpu\nmax_steps: 2\ngradient_clip_val: 0.5\n")
+    assert compose("rc_shapes", ["trainer=mine"]).trainer.max_steps == 2
+
+
 @pytest.mark.parametrize("key, instead", [("logger", "logger=csv or logger=wandb"),
                                           ("callbacks", "top-level callbacks mapping"),
                                           ("default_root_dir", "set runs_dir"),
