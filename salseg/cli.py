@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from salseg import config_paths
@@ -266,13 +267,20 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config_paths.set_config_dirs(args.config_dirs + getattr(args, "config_dirs_after", []))
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe raises here, not in the interpreter's exit
+        return status
     except (SalsegError, FileNotFoundError) as err:
         if args.debug:
             raise
         # Errors about the user's input: one clear line, not a traceback (`--debug` shows it).
         print(f"salseg: error: {_user_message(err)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `salseg list | head -1`: the reader went away. Point stdout at devnull so the interpreter's final flush
+        # does not raise again, and exit like a shell command killed by SIGPIPE (128 + 13).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

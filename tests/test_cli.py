@@ -60,6 +60,16 @@ def test_list_and_print_config():
     assert proc.returncode == 0 and "sigma_s2: 0.25" in proc.stdout
 
 
+def test_output_into_a_closed_pipe_is_no_traceback():
+    """`salseg list | head -0`: the reader is gone before salseg writes; exit like SIGPIPE (141), print nothing."""
+    proc = subprocess.Popen([sys.executable, "-m", "salseg", "list"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
 def test_user_errors_are_one_line_not_a_traceback():
     proc = salseg("run", "quikstart")
     assert proc.returncode == 2
