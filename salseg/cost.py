@@ -1,4 +1,6 @@
-"""What a method costs at inference: parameters, FLOPs of one inference, images per second (README "Benchmarks").
+"""What a method costs at inference: parameters, FLOPs of one inference, images per second.
+
+README "Tests and benchmarks" shows the table; README "Outputs and tracking" the metrics.json block.
 
 The figures SALOD and MMSegmentation report beside their scores, measured on the method's ``test_step`` (the
 contract of :mod:`salseg.methods.base`: MEnet's and DCSP's forward with their test-time scales and flips, GD
