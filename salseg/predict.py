@@ -31,6 +31,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from salseg import registry
+from salseg.checkpoints import build_from_checkpoint, checkpoint_kind, read_checkpoint
 from salseg.errors import SalsegError
 
 
@@ -71,14 +72,6 @@ def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
 
 
 # -------------------------------------------------------------------------------------------------- loading
-def _load_checkpoint(cls, ckpt: Path, model_cfg: dict | None):
-    """The checkpoint's model, on the CPU whatever device saved it; the run config's values for the method's
-    ``test_time_hparams`` (as :func:`salseg.runner.load_for_test`), the checkpoint's own for the rest."""
-    keys = set(cls.test_time_hparams)
-    test_time = {k: v for k, v in (model_cfg or {}).items() if k in keys}
-    return cls.load_from_checkpoint(ckpt, map_location="cpu", **test_time)
-
-
 def _from_run_dir(run_dir: Path) -> Predictor:
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
@@ -87,19 +80,18 @@ def _from_run_dir(run_dir: Path) -> Predictor:
 
 
 def _from_checkpoint(ckpt: Path) -> Predictor:
-    from salseg.methods.dcsp.saliency_source import SaliencyCheckpointError, checkpoint_kind
-
-    try:
-        kind = checkpoint_kind(ckpt)
-    except SaliencyCheckpointError as err:  # its text names the file; not DCSP's key here
-        raise PredictError(str(err).replace("model.saliency_checkpoint ", "checkpoint ")) from err
+    """The checkpoint's model, read (weights_only=True, on the CPU whatever device saved it) and built by
+    :mod:`salseg.checkpoints`; a run's checkpoint takes the run config's values for the method's
+    ``test_time_hparams`` (as ``test_only=true ckpt_path=...`` does) and the run's input size."""
+    checkpoint = read_checkpoint(ckpt)
+    cls = registry.model_class(checkpoint_kind(ckpt, checkpoint))
     config = ckpt.parent.parent / "config.yaml"
     if ckpt.parent.name == "checkpoints" and config.is_file():  # a run's checkpoint: the run's model and input size
         cfg = OmegaConf.to_container(OmegaConf.load(config), resolve=False)
-        model = _load_checkpoint(registry.model_class(kind), ckpt, cfg.get("model"))
+        model = build_from_checkpoint(cls, ckpt, cfg.get("model"), ckpt=checkpoint)
         size = (cfg.get("data") or {}).get("image_size")
     else:
-        model = _load_checkpoint(registry.model_class(kind), ckpt, None)
+        model = build_from_checkpoint(cls, ckpt, ckpt=checkpoint)
         size = getattr(model.hparams, "image_size", None)  # MEnet is built for one input side
     return Predictor(model, size, str(ckpt))
 

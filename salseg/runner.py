@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from salseg import registry, tracking
 from salseg.atomic import write_json
+from salseg.checkpoints import build_from_checkpoint, read_checkpoint
 from salseg.config import ConfigError, check_trainer_keys, resolve
 
 
@@ -55,6 +56,12 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
     # A test set smaller than the number of processes leaves some process without a batch: the evaluation
     # callback copes (metric states are reduced over all processes), so let Lightning allow it.
     model.allow_zero_length_dataloader_with_multiple_devices = True
+    # A checkpoint named by config is read now, with weights_only=True (salseg.checkpoints): a missing, unreadable
+    # or crafted file is refused before anything is written, and before Lightning's fit unpickles it (its
+    # torch.load default was weights_only=False before torch 2.6). Kept only when testing it: training reads it anew.
+    config_ckpt = read_checkpoint(container["ckpt_path"], "ckpt_path") if container.get("ckpt_path") else None
+    if trainable:
+        config_ckpt = None
 
     if trainable and hasattr(datamodule, "check_overlap"):
         datamodule.check_overlap()  # no test image reaches training: refused (or recorded) before anything runs
@@ -98,11 +105,13 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
         ckpt_path = container["ckpt_path"]
 
     if trainable:
+        if ckpt_path == str(last):  # our own run's file, read as safely as one from config before Lightning's load
+            read_checkpoint(last, "RESUME")
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         trainer.test(model, datamodule=datamodule, verbose=False)
     else:
         if ckpt_path and container["test_only"]:
-            model = load_for_test(type(model), ckpt_path, container["model"])
+            model = load_for_test(type(model), ckpt_path, container["model"], config_ckpt)
         trainer.test(model, datamodule=datamodule, verbose=False)
         # A method that trains nothing still leaves last.ckpt (its hyper-parameters), so every run can be
         # re-tested the same way: `test_only=true ckpt_path=.../last.ckpt`.
@@ -131,12 +140,11 @@ def model_kind_stamp(kind: str):
     return _Stamp()
 
 
-def load_for_test(cls, ckpt_path: str, model_cfg: dict):
-    """The checkpoint's model, with the config's values for the keys the method lists in ``test_time_hparams``
-    (settings that only change how it is tested, e.g. GD saliency's number of steps T); every other
-    hyper-parameter is the checkpoint's own, so the weights always fit."""
-    keys = set(cls.test_time_hparams)
-    return cls.load_from_checkpoint(ckpt_path, **{k: v for k, v in model_cfg.items() if k in keys})
+def load_for_test(cls, ckpt_path: str, model_cfg: dict, ckpt: dict | None = None):
+    """The checkpoint's model (read with ``weights_only=True``), with the config's values for the keys the method
+    lists in ``test_time_hparams``; every other hyper-parameter is the checkpoint's own (:mod:`salseg.checkpoints`).
+    ``ckpt``: the checkpoint already read from ``ckpt_path``."""
+    return build_from_checkpoint(cls, ckpt_path, model_cfg, key="ckpt_path", ckpt=ckpt)
 
 
 def _measure_cost(model, datamodule, trainer) -> dict:
