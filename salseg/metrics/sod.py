@@ -33,9 +33,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric, MetricCollection
 
+from salseg.metrics import METRIC_KEYS
 from salseg.metrics import functional as F
-
-METRIC_KEYS = ("maxF", "meanF", "adpF", "maxF_pr", "MAE", "Sm", "maxEm", "meanEm", "adpEm", "wF")
 
 
 class StatsBatch(list):
@@ -276,6 +275,9 @@ class WeightedFMeasure(_ImageMean):
         return {"wf_beta": self.beta}
 
 
+ENGINES = ("auto", "torch", "numpy")  # SODMetrics(engine=...)
+
+
 class SODMetrics(MetricCollection):
     """All SOD metrics in one object; the per-image work is done once and shared by the members.
 
@@ -284,10 +286,17 @@ class SODMetrics(MetricCollection):
     ``{"pr": {"precision", "recall"}, "pr_matlab": {"precision", "recall", "f"}, "f": [...]}``, 256 entries each,
     index i = threshold (255 - i) / 255. States reduce across DDP processes in ``compute()`` / ``curves()``
     (call them on every process).
+
+    ``engine``: ``"numpy"`` scores image by image on the CPU (:func:`functional.image_statistics`);
+    ``"torch"`` scores maps of one size as one batch where they lie (:mod:`functional.batched`, same values to
+    ~1e-15); ``"auto"`` (default) takes the torch path when the maps are on an accelerator (CUDA; MPS has no
+    float64), numpy otherwise, so a test loop on a GPU scores its maps without copying them to the host.
     """
 
     def __init__(self, beta2: float = 0.3, alpha: float = 0.5, wf_beta: float = 1.0,
-                 centroid_rounding: str = "half_even"):
+                 centroid_rounding: str = "half_even", engine: str = "auto"):
+        if engine not in ENGINES:
+            raise ValueError(f"SODMetrics engine must be one of {ENGINES}, got {engine!r}")
         super().__init__(
             {
                 "fm": FMeasure(beta2),
@@ -300,14 +309,25 @@ class SODMetrics(MetricCollection):
             compute_groups=False,
         )
         self.stat_kwargs = {"beta2": beta2, "alpha": alpha, "wf_beta": wf_beta, "centroid_rounding": centroid_rounding}
+        self.engine = engine
 
     def update(self, preds, gts=None) -> None:
         if not isinstance(preds, StatsBatch):
-            preds = StatsBatch(
-                F.image_statistics(p, g, F.ALL_GROUPS, **self.stat_kwargs) for p, g in iter_pairs(preds, gts)
-            )
+            pairs = iter_pairs(preds, gts)
+            if self._torch_engine(pairs):
+                from salseg.metrics.functional.batched import pair_statistics
+
+                preds = StatsBatch(pair_statistics(pairs, F.ALL_GROUPS, **self.stat_kwargs))
+            else:
+                preds = StatsBatch(F.image_statistics(p, g, F.ALL_GROUPS, **self.stat_kwargs) for p, g in pairs)
         for metric in self.values(copy_state=False):
             metric.update(preds)
+
+    def _torch_engine(self, pairs) -> bool:
+        """``engine="auto"``: the batched torch path when a map lies on an accelerator with float64 (not MPS)."""
+        if self.engine != "auto":
+            return self.engine == "torch"
+        return any(isinstance(p, Tensor) and p.device.type not in ("cpu", "mps") for p, _ in pairs)
 
     def update_from_stats(self, stats: Iterable[dict[str, Tensor]]) -> None:
         self.update(StatsBatch(stats))

@@ -17,14 +17,28 @@ Modules: :mod:`.inputs` (checks, scaling, min-max), :mod:`.pixels` (the shared p
 histograms, cumulative counts, thresholds; also where and how it runs), one module per measure
 (:mod:`.fmeasure`, :mod:`.emeasure`, :mod:`.mae`, :mod:`.smeasure`, :mod:`.weighted_fmeasure`) and
 :mod:`.image_stats` (:func:`image_statistics`: every measure of one image in one pass).
+
+numpy / scipy only: no module here imports torch at import time (``salseg eval`` scores folders without it);
+torch tensors are accepted and, where a function returns curves, returned as tensors. ``F64`` (torch.float64)
+is resolved lazily.
 """
 
 from salseg.metrics.functional.emeasure import emeasure_from_counts
-from salseg.metrics.functional.fmeasure import adaptive_fmeasure, f_of_averages, fmeasure_curves, matlab_pr_curve
-from salseg.metrics.functional.image_stats import ALL_GROUPS, CENTROID_ROUNDING, image_statistics
+from salseg.metrics.functional.fmeasure import (
+    adaptive_fmeasure,
+    f_of_averages,
+    f_of_averages_numpy,
+    fmeasure_curves,
+    matlab_pr_curve,
+)
+from salseg.metrics.functional.image_stats import (
+    ALL_GROUPS,
+    CENTROID_ROUNDING,
+    image_statistics,
+    image_statistics_numpy,
+)
 from salseg.metrics.functional.inputs import (
     EPS,
-    F64,
     NUM_BINS,
     as_2d,
     binarize_gt,
@@ -33,6 +47,7 @@ from salseg.metrics.functional.inputs import (
     level_table,
     minmax,
     normalize_pred,
+    to_numpy,
     unit_scale,
 )
 from salseg.metrics.functional.pixels import Group, descending_cumsum, matlab_bins, pixels_of
@@ -62,8 +77,10 @@ __all__ = [
     "descending_cumsum",
     "emeasure_from_counts",
     "f_of_averages",
+    "f_of_averages_numpy",
     "fmeasure_curves",
     "image_statistics",
+    "image_statistics_numpy",
     "level_table",
     "matlab_bins",
     "matlab_gauss_1d",
@@ -76,7 +93,16 @@ __all__ = [
     "round_half",
     "s_measure",
     "s_measure_from_pixels",
+    "to_numpy",
     "unit_scale",
     "weighted_fmeasure",
     "weighted_fmeasure_from_error",
 ]
+
+
+def __getattr__(name: str):
+    if name == "F64":  # torch.float64, imported only when asked for
+        from salseg.metrics.functional import inputs
+
+        return inputs.F64
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,24 +9,31 @@ order (:mod:`.pixels`).
 
 Each curve function has a numpy core (``*_numpy``: float64 arrays in, arrays out), which
 :func:`salseg.metrics.functional.image_stats.image_statistics` calls directly on its numpy counts, and a public
-wrapper that also takes torch tensors and then returns CPU float64 tensors.
+wrapper that also takes torch tensors and then returns CPU float64 tensors (torch is imported only then).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import Tensor
 
+from salseg.metrics.functional.inputs import to_numpy
 from salseg.metrics.functional.pixels import descending_cumsum
+
+
+def _is_tensor(x) -> bool:
+    return hasattr(x, "detach") and not isinstance(x, np.ndarray)
 
 
 def _on_numpy(core, *args):
     """Run a numpy curve core on float64 arrays; torch inputs give torch (CPU, float64) outputs."""
-    was_torch = any(isinstance(a, Tensor) for a in args)
-    args = [a.detach().cpu().numpy().astype(np.float64) if isinstance(a, Tensor) else a for a in args]
+    was_torch = any(_is_tensor(a) for a in args)
+    args = [to_numpy(a).astype(np.float64) if _is_tensor(a) else a for a in args]
     out = core(*args)
-    return tuple(torch.from_numpy(o) for o in out) if was_torch else out
+    if not was_torch:
+        return out
+    import torch  # a tensor was given, so torch is loaded already
+
+    return tuple(torch.from_numpy(o) for o in out)
 
 
 def fmeasure_curves_numpy(tp: np.ndarray, fp: np.ndarray, n_fg: int, beta2: float = 0.3):
@@ -73,8 +80,19 @@ def matlab_pr_curve(fg_hist, bg_hist, n_fg: float):
     return _on_numpy(matlab_pr_curve_numpy, fg_hist, bg_hist, n_fg)
 
 
-def f_of_averages(precision: Tensor, recall: Tensor, beta2: float = 0.3) -> Tensor:
+def f_of_averages_numpy(precision: np.ndarray, recall: np.ndarray, beta2: float = 0.3) -> np.ndarray:
+    """:func:`f_of_averages` on numpy float64 arrays (same operations, same values)."""
+    num = (1 + beta2) * precision * recall
+    den = beta2 * precision + recall
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
+def f_of_averages(precision, recall, beta2: float = 0.3):
     """F_beta of averaged precision and recall (MATLAB Fmeasure_Curve); 0 where both are 0 (MATLAB's NaN)."""
+    if isinstance(precision, np.ndarray):
+        return f_of_averages_numpy(precision, recall, beta2)
+    import torch  # tensors were given, so torch is loaded already
+
     num = (1 + beta2) * precision * recall
     den = beta2 * precision + recall
     return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(num))

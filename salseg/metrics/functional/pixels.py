@@ -19,11 +19,11 @@ centroid and quadrant counts) F, E, S and MAE cost O(256) work. For a float map 
 
 Where it runs: numpy float64 on the CPU for the 256-entry tables and every float sum (a table operation costs
 ~1 us in numpy against ~5-10 us of torch call overhead, and a map needs a few hundred of them); the per-pixel
-passes over a uint8 map (mask, joint codes, centroid) are numpy on the same memory, except the one joint
-histogram, a ``torch.bincount`` (faster than ``np.bincount`` on int16 codes); the results are returned as float64
-torch tensors. The weighted F-measure is numpy/scipy: torch has no exact Euclidean distance transform with
-nearest-feature indices (``scipy.ndimage.distance_transform_edt``), and once the map is in numpy scipy's
-separable 7x7 filter is also faster than a float64 ``conv2d``. Maps given on a GPU
+passes over a uint8 map (mask, joint codes, one joint histogram, centroid) are numpy on the same memory. Nothing
+here imports torch (``salseg eval`` runs without it); :func:`.image_stats.image_statistics` hands the results to
+the torch metric classes as float64 tensors. The weighted F-measure is numpy/scipy: torch has no exact
+Euclidean distance transform with nearest-feature indices (``scipy.ndimage.distance_transform_edt``), and once
+the map is in numpy scipy's separable 7x7 filter is also faster than a float64 ``conv2d``. Maps given on a GPU
 are copied to the CPU first (a uint8 map is ~0.1 MB): the per-image work is a few hundred small operations on
 256-entry tables, each of which would cost a kernel launch and a host synchronisation on a GPU, and the
 weighted F-measure needs the CPU anyway. The metric classes move the resulting sums back to their own device.
@@ -35,10 +35,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from salseg.metrics.functional.inputs import F64, NUM_BINS, minmax, unit_scale
+from salseg.metrics.functional.inputs import NUM_BINS, minmax, to_numpy, unit_scale
 
 
 @dataclass(frozen=True)
@@ -101,16 +99,16 @@ _LEVELS = np.arange(NUM_BINS, dtype=np.float64) / 255  # uint8 level k in the [0
 class _LevelPixels:
     """A uint8 map as 256 levels: groups are histograms over the level table (the fast path).
 
-    The per-pixel passes are numpy on the (CPU) map's memory, except the one histogram (``torch.bincount``
-    counts int16 codes faster than ``np.bincount``); the 256-entry tables are numpy float64 (torch's per-call
+    The per-pixel passes are numpy on the map's memory; the 256-entry tables are numpy float64 (torch's per-call
     overhead would dominate on them). ``split`` (rows, columns of the S-measure's top-left quadrant), when known
     up front, folds the quadrant histograms into the one ``bincount`` pass.
     """
 
-    def __init__(self, pred: Tensor, gt: Tensor, split: tuple[int, int] | None = None, rounding: str | None = None):
+    def __init__(self, pred: np.ndarray, gt: np.ndarray, split: tuple[int, int] | None = None,
+                 rounding: str | None = None):
         self.raw, self.gt = pred, gt
         self.split_rounding = rounding
-        p, g = pred.numpy(), gt.numpy()
+        p, g = pred, gt
         # Joint code per pixel: level + 256 * gt (+ 512 * quadrant), so one bincount gives all histograms.
         codes = np.left_shift(g.view(np.uint8), 8, dtype=np.int16)
         codes |= p
@@ -124,8 +122,7 @@ class _LevelPixels:
             codes[cy:, :cx] |= 2 << 9
             codes[cy:, cx:] |= 3 << 9
             self.codes = codes
-            counts = torch.bincount(torch.from_numpy(codes).reshape(-1), minlength=4 * 2 * NUM_BINS).numpy()
-            self.quadrant_hists = counts.astype(np.float64).reshape(4, 2, NUM_BINS)
+            self.quadrant_hists = _bincount(codes, 4 * 2 * NUM_BINS).reshape(4, 2, NUM_BINS)
             self.joint = self.quadrant_hists.sum(0)  # exact: integer counts
         # Lowest / highest level present, from the histogram (no extra pass over the pixels).
         present = np.flatnonzero(self.joint[0] + self.joint[1])
@@ -136,8 +133,7 @@ class _LevelPixels:
 
     @staticmethod
     def _histogram(codes: np.ndarray) -> np.ndarray:
-        codes = torch.from_numpy(np.ascontiguousarray(codes)).reshape(-1)
-        return torch.bincount(codes, minlength=2 * NUM_BINS).numpy().astype(np.float64).reshape(2, NUM_BINS)
+        return _bincount(codes, 2 * NUM_BINS).reshape(2, NUM_BINS)
 
     def classes(self) -> tuple[Group, Group]:
         return Group(self.table, self.joint[1]), Group(self.table, self.joint[0])
@@ -176,59 +172,70 @@ class _LevelPixels:
 class _FloatPixels:
     """A float map: groups are the pixel values themselves."""
 
-    def __init__(self, pred: Tensor, gt: Tensor):
+    def __init__(self, pred: np.ndarray, gt: np.ndarray):
         self.scaled = unit_scale(pred)
         self.norm, self.gt = minmax(self.scaled), gt
 
     def classes(self) -> tuple[Group, Group]:
-        return Group(self.norm[self.gt].numpy()), Group(self.norm[~self.gt].numpy())
+        return Group(self.norm[self.gt]), Group(self.norm[~self.gt])
 
     def quadrants(self, cy: int, cx: int) -> list[tuple[Group, Group]]:
         out = []
         for rows, cols in ((slice(None, cy), slice(None, cx)), (slice(None, cy), slice(cx, None)),
                            (slice(cy, None), slice(None, cx)), (slice(cy, None), slice(cx, None))):
             p, g = self.norm[rows, cols], self.gt[rows, cols]
-            out.append((Group(p[g].numpy()), Group(p[~g].numpy())))
+            out.append((Group(p[g]), Group(p[~g])))
         return out
 
-    def _split(self, bins: Tensor) -> tuple[np.ndarray, np.ndarray]:
-        idx = bins.reshape(-1).long() + NUM_BINS * self.gt.reshape(-1).long()
-        h = np.bincount(idx.numpy(), minlength=2 * NUM_BINS).astype(np.float64).reshape(2, NUM_BINS)
+    def _split(self, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        idx = bins.reshape(-1).astype(np.intp) + NUM_BINS * self.gt.reshape(-1).astype(np.intp)
+        h = _bincount(idx, 2 * NUM_BINS).reshape(2, NUM_BINS)
         return h[1], h[0]
 
     def quantised_histograms(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._split((self.norm * 255).to(torch.uint8))
+        return self._split((self.norm * 255).astype(np.uint8))  # truncation, as PySOD
 
     def matlab_histograms(self) -> tuple[np.ndarray, np.ndarray] | None:
-        s = self.scaled.clamp_min(0)
+        s = np.maximum(self.scaled, 0)
         top = s.max()
-        return None if top == 0 else self._split(matlab_bins(s / top))
+        return None if top == 0 else self._split(_matlab_bins_np(s / top))
 
     def error_map(self) -> np.ndarray:
-        return (self.norm - self.gt.to(F64)).abs().cpu().numpy()
+        return np.abs(self.norm - self.gt.astype(np.float64))
 
 
-def pixels_of(pred: Tensor, gt: Tensor, split: tuple[int, int] | None = None, rounding: str | None = None):
-    """Pixels of a CPU (pred, boolean gt) pair; ``split``: the S-measure quadrants (``centroid_split`` with
-    ``rounding``), when known in advance (uint8 maps)."""
-    return _LevelPixels(pred, gt, split, rounding) if pred.dtype == torch.uint8 else _FloatPixels(pred, gt)
+def _bincount(codes: np.ndarray, length: int) -> np.ndarray:
+    """float64 histogram of non-negative integer codes (exact: integer counts)."""
+    return np.bincount(codes.reshape(-1), minlength=length).astype(np.float64)
+
+
+def pixels_of(pred: np.ndarray, gt: np.ndarray, split: tuple[int, int] | None = None, rounding: str | None = None):
+    """Pixels of a prepared (pred, boolean gt) numpy pair (:func:`.inputs.prepare_pair`); ``split``: the
+    S-measure quadrants (``centroid_split`` with ``rounding``), when known in advance (uint8 maps)."""
+    return _LevelPixels(pred, gt, split, rounding) if pred.dtype == np.uint8 else _FloatPixels(pred, gt)
 
 
 def descending_cumsum(hist):
-    """Counts of ``value >= t`` for t = 255, 254, ..., 0 (entry i is threshold 255 - i)."""
-    if isinstance(hist, Tensor):
-        return torch.cumsum(torch.flip(hist, dims=(0,)), dim=0)
-    return np.cumsum(hist[::-1])
+    """Counts of ``value >= t`` for t = 255, 254, ..., 0 (entry i is threshold 255 - i); numpy or torch."""
+    if isinstance(hist, np.ndarray):
+        return np.cumsum(hist[::-1])
+    import torch  # a tensor was given, so torch is loaded already
+
+    return torch.cumsum(torch.flip(hist, dims=(0,)), dim=0)
 
 
-def matlab_bins(s: Tensor) -> Tensor:
-    """Index j of the MATLAB threshold bin ``t_j <= s < t_{j+1}``, t_j = j / 255 (s in [0, 1]).
+def matlab_bins(s):
+    """Index j of the MATLAB threshold bin ``t_j <= s < t_{j+1}``, t_j = j / 255 (s in [0, 1]); numpy or torch.
 
     performCalcu.m builds ``thresholds = [255:-1:0]/255`` and counts ``s >= t`` with ``histc`` and a flipped
-    cumsum: float64 comparisons with the exact same threshold values, found here by ``bucketize`` (no rounding).
+    cumsum: float64 comparisons with the exact same threshold values, found here by a right-sided binary search
+    (``searchsorted`` / ``bucketize``; no rounding).
     """
-    thresholds = torch.arange(NUM_BINS, dtype=F64, device=s.device) / 255
-    return torch.bucketize(s, thresholds, right=True) - 1
+    if isinstance(s, np.ndarray):
+        return _matlab_bins_np(s)
+    import torch  # a tensor was given, so torch is loaded already
+
+    return torch.from_numpy(_matlab_bins_np(to_numpy(s).astype(np.float64))).to(s.device)
 
 
 _THRESHOLDS = np.arange(NUM_BINS, dtype=np.float64) / 255

@@ -9,9 +9,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from torch import Tensor
 
-from salseg.metrics.functional.inputs import EPS, prepare_pair
+from salseg.metrics.functional.inputs import EPS, prepare_pair, to_numpy
 from salseg.metrics.functional.pixels import Group, pixels_of
 
 
@@ -23,7 +22,7 @@ def round_half(value: float, rounding: str) -> int:
     return whole + (1 if value - whole >= 0.5 else 0)
 
 
-def centroid_split(gt: Tensor, rounding: str = "half_even") -> tuple[int, int]:
+def centroid_split(gt, rounding: str = "half_even") -> tuple[int, int]:
     """(rows, columns) of the top-left quadrant: the rounded 1-based centroid of the GT foreground.
 
     PySOD rounds the 0-based mean with numpy (half to even) and adds 1; MATLAB's S_region.m rounds the 1-based
@@ -31,7 +30,7 @@ def centroid_split(gt: Tensor, rounding: str = "half_even") -> tuple[int, int]:
     reference sets (sod300, the PySOD pairs, the S-measure demo) has such a centroid, so either convention
     reproduces both references; ``half_even`` (PySOD) is the default, ``half_away`` gives MATLAB's split.
     """
-    g = gt.detach().cpu().numpy()
+    g = to_numpy(gt)
     n_fg = int(np.count_nonzero(g))
     if n_fg == 0:
         return round_half(gt.shape[0] / 2, rounding), round_half(gt.shape[1] / 2, rounding)

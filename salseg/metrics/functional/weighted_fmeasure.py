@@ -79,4 +79,4 @@ def weighted_fmeasure(pred, gt, beta: float = 1.0) -> float:
     """Weighted F-measure of one (pred, gt) pair."""
     pred, gt = prepare_pair(pred, gt)
     px = pixels_of(pred, gt)
-    return weighted_fmeasure_from_error(px.error_map(), gt.cpu().numpy(), beta)
+    return weighted_fmeasure_from_error(px.error_map(), gt, beta)
