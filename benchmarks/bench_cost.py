@@ -3,17 +3,16 @@
     .venv/bin/python benchmarks/bench_cost.py [--experiments rc_shapes,menet_shapes,gd_shapes,dcsp_shapes]
         [--device cuda] [--threads 2] [--batch 1] [--min-run-time 1.0] [--json out.json]
 
-The table SALOD and MMSegmentation print beside their scores, measured by :func:`salseg.cost.measure` (the same
-block each run writes to metrics.json; README "Tests and benchmarks"): the model each experiment builds, untrained (the cost
-does not depend on the weights), on ``--batch`` copies of the experiment's first test image at its test size, timed
-by torch.utils.benchmark.Timer (``blocked_autorange`` for ``--min-run-time`` seconds after a warm-up; CUDA
-synchronised). Inference is what the test step runs: MEnet's and DCSP's forward (DCSP with its test scales and
-flips), GD saliency's T gradient-descent steps for every requested map (+ refinement / segmentation when
-configured), Region Contrast's graph segmentation and contrast. FLOPs count torch's matrix products and
-convolutions at 2 per multiply-accumulate (halve them to compare with mmcv / fvcore "FLOPs"); Region Contrast
-runs in NumPy, so its FLOPs are n/a. The defaults are the shapes experiments (no download); any experiment name
-works, e.g. ``--experiments menet_msra10k,rc_msra10k`` with the data present (README "Datasets").
-"""
+The table SALOD and MMSegmentation print beside their scores, measured by :func:`salseg.cost.measure` (the same block
+each run writes to metrics.json; README "Tests and benchmarks"): the model each experiment builds, untrained (the cost
+does not depend on the weights), on ``--batch`` copies of the experiment's first test image at its test size, timed by
+torch.utils.benchmark.Timer (``blocked_autorange`` for ``--min-run-time`` seconds after a warm-up; CUDA synchronised).
+Inference is what the test step runs: MEnet's and DCSP's forward (DCSP with its test scales and flips), GD saliency's
+T gradient-descent steps for every requested map (+ refinement / segmentation when configured), Region Contrast's
+graph segmentation and contrast. FLOPs count torch's matrix products and convolutions at 2 per multiply-accumulate
+(halve them to compare with mmcv / fvcore "FLOPs"); Region Contrast runs in NumPy, so its FLOPs are n/a. The defaults
+are the shapes experiments (no download); any experiment name works, e.g. ``--experiments menet_msra10k,rc_msra10k``
+with the data present (README "Datasets")."""
 
 from __future__ import annotations
 

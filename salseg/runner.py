@@ -149,9 +149,10 @@ def load_for_test(cls, ckpt_path: str, model_cfg: dict, ckpt: dict | None = None
 
 def _measure_cost(model, datamodule, trainer) -> dict:
     """Parameters, FLOPs and images/s of the method's test-time inference on the first test image, at its test
-    size, on the run's device and threads (:mod:`salseg.cost`; README "Benchmarks"). A short budget: one counted
-    call (FLOPs), one warm-up call and one timed call (``make bench`` times a second of calls). A method whose
-    test step cannot run on a bare ``{"image": ...}`` batch gets the reason instead: the run's scores stand."""
+    size, on the run's device and threads (:mod:`salseg.cost`; README "Tests and benchmarks"). A short budget:
+    one counted call (FLOPs), one warm-up call and one timed call (``make bench`` times a second of calls). A
+    method whose test step cannot run on a bare ``{"image": ...}`` batch gets the reason instead: the run's scores
+    stand."""
     from salseg.cost import measure
 
     image = datamodule.test_datasets[0][0]["image"]
@@ -175,7 +176,7 @@ def _metrics_document(container: dict, evaluation, result: RunResult, datamodule
         "seconds": round(result.seconds, 2),
     }
     if cost is not None:
-        document["cost"] = cost  # README "Benchmarks"; left out with `cost: false`
+        document["cost"] = cost  # README "Tests and benchmarks"; left out with `cost: false`
     return document
 
 
