@@ -5,9 +5,13 @@ reads both as 8-bit grayscale the way ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``
 PySODMetrics and most Python SOD evaluation scripts), scores every pair with :class:`salseg.metrics.SODMetrics`
 and returns ``{"n_images", "metrics", "curves", ...}``.
 
-Speed: reading and per-image statistics run in worker processes (a torch ``DataLoader``, one worker per core by
-default); only the small per-image statistics travel back and are summed into the metric states in this
-process, so the result equals a sequential evaluation (up to float summation order, ~1e-16).
+Speed: this path imports numpy, scipy and PIL only (no torch, torchmetrics or Lightning: their import alone
+costs seconds, more than scoring 300 maps). Reading and per-image statistics
+(:func:`salseg.metrics.functional.image_statistics_numpy`) run in forked worker processes (one per core by
+default) when there are at least ``MIN_PAIRS_PER_WORKER`` pairs per worker, in this process otherwise; only the
+small per-image statistics travel back. They are averaged here the way PySODMetrics averages its per-image
+lists (``np.mean`` over the stacked values), so the result equals :class:`salseg.metrics.SODMetrics` on the
+same maps (up to float summation order, ~1e-16).
 
 Reading: one grey reading for masks and maps, shared with training (``salseg.data.io``): ground truths through
 ``read_gt`` (= ``io.read_mask``, the training datasets' reader), maps through ``read_gray`` (= ``io.read_gray``);
@@ -25,6 +29,7 @@ antialiased), so resized maps do not reproduce its numbers exactly; equal-size m
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import time
 import warnings
@@ -33,15 +38,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
 
 from salseg.data import io
 from salseg.data.io import CorruptFileError, DataError
-from salseg.metrics import METRIC_KEYS, SODMetrics, functional
+from salseg.metrics import METRIC_KEYS
+from salseg.metrics.functional import CENTROID_ROUNDING, f_of_averages_numpy, image_statistics_numpy
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".gif")
-_BATCH = 4  # images per worker task: ~5-10% faster than 1 on SOD-300 (fewer transfers); 8 gains nothing more
+# A worker process pays for itself from a few dozen maps: a fork without torch loaded costs ~10-30 ms, a map
+# ~5-15 ms to read and score on one core.
+MIN_PAIRS_PER_WORKER = 24
+_CHUNK = 8  # pairs per worker task: fewer round trips; small enough to balance two workers
+_STAT_KWARGS = ("beta2", "alpha", "wf_beta", "centroid_rounding")
 
 
 class ImageReadError(CorruptFileError):
@@ -69,15 +77,32 @@ def read_gt(path: str | Path) -> np.ndarray:
     return _read(io.read_mask, path)
 
 
+def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices (i0, i1) and weight of i1 per output index: half-pixel centres, clamped at the borders
+    (``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``, ``cv2.INTER_LINEAR``)."""
+    src = np.maximum((np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = src.astype(np.intp)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, src - i0
+
+
 def fit_to_gt(pred: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, bool]:
-    """Resize ``pred`` to ``shape`` (bilinear, half-pixel centres; uint8 stays uint8); (map, resized?)."""
+    """Resize ``pred`` to ``shape`` (bilinear, half-pixel centres, float64; uint8 stays uint8, rounded half to
+    even); (map, resized?)."""
     if tuple(pred.shape) == tuple(shape):
         return pred, False
-    t = torch.from_numpy(np.asarray(pred, dtype=np.float64))[None, None]
-    out = torch.nn.functional.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0]
+    x = np.asarray(pred, dtype=np.float64)
+    r0, r1, wr = _linear_taps(x.shape[0], shape[0])
+    c0, c1, wc = _linear_taps(x.shape[1], shape[1])
+    wr, wc = wr[:, None], wc[None, :]
+
+    def row(r: np.ndarray) -> np.ndarray:
+        return (1 - wc) * x[r][:, c0] + wc * x[r][:, c1]
+
+    out = (1 - wr) * row(r0) + wr * row(r1)
     if pred.dtype == np.uint8:
-        return out.round().clamp(0, 255).to(torch.uint8).numpy(), True
-    return out.clamp(0, 1).numpy(), True
+        return np.clip(np.round(out), 0, 255).astype(np.uint8), True
+    return np.clip(out, 0, 1), True
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -118,10 +143,10 @@ def pair_files(pred_dir, gt_dir, allow_missing: bool = False) -> tuple[list[tupl
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Scoring in worker processes
+# Scoring: per-image statistics (numpy), in worker processes when they pay
 # ---------------------------------------------------------------------------------------------------------------
-class _PairScores(Dataset):
-    """Item i: read (or take) pair i, fit the prediction to the GT, compute its statistics (numpy)."""
+class _PairScores:
+    """Task i: read (or take) pair i, fit the prediction to the GT, compute its statistics (numpy)."""
 
     def __init__(self, pairs: Sequence[tuple[str, Any, Any]], load_pred: Callable[[Any], np.ndarray],
                  load_gt: Callable[[Any], np.ndarray], stat_kwargs: dict):
@@ -136,24 +161,21 @@ class _PairScores(Dataset):
         try:
             pred, gt = self.load_pred(pred_src), self.load_gt(gt_src)
         except DataError as exc:
-            # Returned, not raised: the main process stops cleanly and raises it (an exception raised inside a
-            # DataLoader worker leaves the loader's queues to a slow, noisy teardown).
+            # Returned, not raised: the parent stops at the first error and raises it (one line, no traceback
+            # from a worker).
             return {"name": name, "error": str(exc)}
         pred, resized = fit_to_gt(pred, gt.shape)
         t1 = time.perf_counter()
-        stats = functional.image_statistics(torch.from_numpy(pred), torch.from_numpy(gt), **self.stat_kwargs)
+        stats = image_statistics_numpy(pred, gt, **self.stat_kwargs)
         t2 = time.perf_counter()
-        return {
-            "name": name,
-            "stats": {k: v.numpy() for k, v in stats.items()},  # numpy pickles cheaper than shared-memory tensors
-            "resized": resized,
-            "read_s": t1 - t0,
-            "score_s": t2 - t1,
-        }
+        return {"name": name, "stats": stats, "resized": resized, "read_s": t1 - t0, "score_s": t2 - t1}
+
+    def chunk(self, bounds: tuple[int, int]) -> list[dict[str, Any]]:
+        return [self[i] for i in range(*bounds)]
 
 
 def _identity(x):
-    """collate_fn (keep a batch as its list of items) and ``load`` for in-memory arrays; picklable."""
+    """``load`` for in-memory arrays."""
     return x
 
 
@@ -164,40 +186,102 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _score(dataset: _PairScores, num_workers: int | None, metric_kwargs: dict) -> dict[str, Any]:
-    workers = default_workers() if num_workers is None else int(num_workers)
-    if workers > len(dataset):
-        workers = len(dataset)
-    loader = DataLoader(dataset, batch_size=_BATCH, shuffle=False, num_workers=workers, collate_fn=_identity)
-    metrics = SODMetrics(**metric_kwargs)
-    resized, read_s, score_s = [], 0.0, 0.0
+_TASKS: _PairScores | None = None  # the forked workers' copy of the tasks (inherited, not pickled)
+
+
+def _run_chunk(bounds: tuple[int, int]) -> list[dict[str, Any]]:
+    assert _TASKS is not None
+    return _TASKS.chunk(bounds)
+
+
+def _items(tasks: _PairScores, workers: int):
+    """Per-image results in pair order; forked processes when ``workers > 1``."""
+    chunks = [(i, min(i + _CHUNK, len(tasks))) for i in range(0, len(tasks), _CHUNK)]
+    if workers <= 1:
+        for bounds in chunks:
+            yield from tasks.chunk(bounds)
+        return
+    global _TASKS
+    _TASKS = tasks
+    try:
+        # fork: the children inherit the tasks and the imported modules (numpy, scipy, PIL: no threads that a fork
+        # could leave locked, unlike OpenCV's or torch's thread pools) and start in milliseconds.
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            for batch in pool.imap(_run_chunk, chunks):
+                yield from batch
+    finally:
+        _TASKS = None
+
+
+def _workers_for(n_pairs: int, num_workers: int | None) -> int:
+    if num_workers is not None:
+        return max(0, min(int(num_workers), n_pairs))
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    return max(0, min(default_workers(), n_pairs // MIN_PAIRS_PER_WORKER))
+
+
+def summarize(stats: Sequence[dict[str, np.ndarray]], beta2: float = 0.3) -> tuple[dict[str, float], dict]:
+    """(metrics, curves) of per-image statistics, as :class:`salseg.metrics.SODMetrics` ``compute()`` /
+    ``curves()`` (sums over images, then the same averages) and PySODMetrics (``np.mean`` of the stacked lists)."""
+    def mean(key: str) -> np.ndarray:
+        return np.mean(np.stack([s[key] for s in stats]), axis=0)
+
+    f = mean("fmeasure")
+    n_valid = float(np.sum([s["pr_valid"] for s in stats]))
+    pr_p = np.sum(np.stack([s["pr_precision"] for s in stats]), axis=0) / n_valid
+    pr_r = np.sum(np.stack([s["pr_recall"] for s in stats]), axis=0) / n_valid
+    pr_f = f_of_averages_numpy(pr_p, pr_r, beta2)
+    em = mean("emeasure")
+    values = {
+        "maxF": f.max(), "meanF": f.mean(), "adpF": mean("adp_f"), "maxF_pr": pr_f.max(), "MAE": mean("mae"),
+        "Sm": mean("sm"), "maxEm": em.max(), "meanEm": em.mean(), "adpEm": mean("adp_em"), "wF": mean("wf"),
+    }
+    curves = {
+        "pr": {"precision": mean("precision").tolist(), "recall": mean("recall").tolist()},
+        "pr_matlab": {"precision": pr_p.tolist(), "recall": pr_r.tolist(), "f": pr_f.tolist()},
+        "f": f.tolist(),
+    }
+    return {k: float(values[k]) for k in METRIC_KEYS}, curves
+
+
+def _check_metric_kwargs(metric_kwargs: dict) -> dict:
+    unknown = sorted(set(metric_kwargs) - set(_STAT_KWARGS))
+    if unknown:
+        raise TypeError(f"unknown metric arguments {unknown}; expected some of {list(_STAT_KWARGS)}")
+    rounding = metric_kwargs.get("centroid_rounding", "half_even")
+    if rounding not in CENTROID_ROUNDING:
+        raise ValueError(f"centroid_rounding must be one of {CENTROID_ROUNDING}, got {rounding!r}")
+    return dict(metric_kwargs)
+
+
+def _score(tasks: _PairScores, num_workers: int | None, metric_kwargs: dict) -> dict[str, Any]:
+    workers = _workers_for(len(tasks), num_workers)
+    stats, resized, read_s, score_s = [], [], 0.0, 0.0
     start = time.perf_counter()
-    error = None
-    for batch in loader:
-        error = next((item["error"] for item in batch if "error" in item), None)
-        if error is not None:
-            break
-        metrics.update_from_stats([{k: torch.from_numpy(v) for k, v in item["stats"].items()} for item in batch])
-        resized += [item["name"] for item in batch if item["resized"]]
-        read_s += sum(item["read_s"] for item in batch)
-        score_s += sum(item["score_s"] for item in batch)
-    if error is not None:
-        raise ImageReadError(error)
-    values, curves = metrics.compute(), metrics.curves()
+    for item in _items(tasks, workers):
+        if "error" in item:
+            raise ImageReadError(item["error"])
+        stats.append(item["stats"])
+        if item["resized"]:
+            resized.append(item["name"])
+        read_s += item["read_s"]
+        score_s += item["score_s"]
+    values, curves = summarize(stats, metric_kwargs.get("beta2", 0.3))
     wall = time.perf_counter() - start
     n_resized = len(resized)
     if n_resized:
         shown = ", ".join(resized[:3]) + (", ..." if n_resized > 3 else "")
-        warnings.warn(f"{n_resized} of {len(dataset)} predictions ({shown}) differ in size from their ground truth "
+        warnings.warn(f"{n_resized} of {len(tasks)} predictions ({shown}) differ in size from their ground truth "
                       "and were resized to it (bilinear)", stacklevel=3)
     return {
-        "n_images": len(dataset),
+        "n_images": len(tasks),
         "metrics": values,
         "curves": curves,
         "n_resized": n_resized,
         # read_s / score_s: summed over images (CPU seconds across workers); wall_s: elapsed, end to end.
         "timing": {"wall_s": wall, "read_s": read_s, "score_s": score_s, "workers": workers,
-                   "maps_per_s": len(dataset) / wall if wall > 0 else math.inf},
+                   "maps_per_s": len(tasks) / wall if wall > 0 else math.inf},
     }
 
 
@@ -211,15 +295,15 @@ def evaluate_folders(
 ) -> dict[str, Any]:
     """Score every GT in ``gt_dir`` against the prediction of the same stem in ``pred_dir``.
 
-    ``num_workers``: processes reading and scoring (default: one per available core; 0 = in this process).
+    ``num_workers``: processes reading and scoring (default: one per available core, at most one per
+    ``MIN_PAIRS_PER_WORKER`` pairs; 0 or 1 = in this process).
     ``allow_missing``: skip GTs without a prediction (counted in ``n_missing``) instead of raising.
     ``metric_kwargs`` go to :class:`SODMetrics` (beta2, alpha, wf_beta, centroid_rounding).
     Returns ``{"n_images", "metrics" (flat floats), "curves", "n_missing", "missing", "n_resized", "timing"}``.
     """
     pairs, missing = pair_files(pred_dir, gt_dir, allow_missing)
-    metric_kwargs = dict(metric_kwargs)
-    stat_kwargs = {k: v for k, v in metric_kwargs.items() if k in ("beta2", "alpha", "wf_beta", "centroid_rounding")}
-    result = _score(_PairScores(pairs, read_gray, read_gt, stat_kwargs), num_workers, metric_kwargs)
+    metric_kwargs = _check_metric_kwargs(metric_kwargs)
+    result = _score(_PairScores(pairs, read_gray, read_gt, metric_kwargs), num_workers, metric_kwargs)
     result["n_missing"] = len(missing)
     result["missing"] = missing
     return result
@@ -230,9 +314,11 @@ def evaluate_arrays(preds: Sequence, gts: Sequence, *, num_workers: int | None =
     """As :func:`evaluate_folders` for maps already in memory (numpy arrays; scoring only, no reading)."""
     if len(preds) != len(gts):
         raise ValueError(f"got {len(preds)} predictions but {len(gts)} ground truths")
+    if not preds:
+        raise ValueError("no maps to evaluate (empty preds and gts)")
     pairs = [(str(i), np.asarray(p), np.asarray(g)) for i, (p, g) in enumerate(zip(preds, gts))]
-    stat_kwargs = {k: v for k, v in metric_kwargs.items() if k in ("beta2", "alpha", "wf_beta", "centroid_rounding")}
-    return _score(_PairScores(pairs, _identity, _identity, stat_kwargs), num_workers, dict(metric_kwargs))
+    metric_kwargs = _check_metric_kwargs(metric_kwargs)
+    return _score(_PairScores(pairs, _identity, _identity, metric_kwargs), num_workers, metric_kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------------
