@@ -121,3 +121,35 @@ def test_a_backbone_that_cannot_reach_the_stride_names_method_and_stride():
         build_trunk("resnet18", None, 8, method="DCSP")
     trunk, channels = build_trunk("timm/resnet18", None, 8, method="DCSP")  # timm's basic blocks do dilate
     assert channels == 512 and trunk(torch.rand(1, 3, 64, 64)).shape[-1] == 8
+
+
+class _RunsCode:
+    """Pickles to a call of os.system: what a malicious weights file would hold."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_weights_file_that_is_not_a_safe_state_dict_is_one_error_naming_it(tmp_path):
+    from salseg.backbones.weights import WeightsFileError
+    from salseg.errors import SalsegError
+
+    text = tmp_path / "notes.pth"
+    text.write_text("not a torch file")
+    with pytest.raises(WeightsFileError, match=f"model.weights {text}: not a readable state dict"):
+        build_backbone(LITE0, str(text))
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pth"
+    torch.save({"conv_stem.weight": _RunsCode(marker)}, evil)
+    with pytest.raises(SalsegError, match=f"model.weights {evil}: not a readable state dict"):
+        build_backbone(LITE0, str(evil))
+    assert not marker.exists()  # weights_only refused the pickled call before it could run
+    listed = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], listed)
+    with pytest.raises(WeightsFileError, match="expected a state dict"):
+        build_backbone(LITE0, str(listed))

@@ -31,6 +31,10 @@ class WeightsNotFound(SalsegError, FileNotFoundError):
     pass
 
 
+class WeightsFileError(SalsegError, ValueError):
+    """A ``model.weights`` file that exists but is not a safe state dict (corrupt, another format, pickled code)."""
+
+
 def lite0_file() -> Path:
     """The packaged EfficientNet-Lite0 ImageNet state dict; a clear error when the package is not installed."""
     try:
@@ -52,11 +56,16 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # weights_only: the path comes from config, so no code in the file may run (README "Backbones")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle.UnpicklingError (refused globals), RuntimeError (not a torch file), ...
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsFileError(f"model.weights {path}: not a readable state dict ({reason})") from err
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a Lightning / training checkpoint
     if not isinstance(state, dict):
-        raise ValueError(f"model.weights {path}: expected a state dict (name -> tensor), got {type(state).__name__}")
+        raise WeightsFileError(
+            f"model.weights {path}: expected a state dict (name -> tensor), got {type(state).__name__}")
     return state
 
 
