@@ -10,7 +10,7 @@ LOWEST_VENV  := .venv-lowest
 LOWEST_STAMP := $(LOWEST_VENV)/.installed-stamp
 LOWEST_PINS  := $(shell sed -n 's/==.*//p' .ci/constraints-lowest.txt | paste -sd'|' -)
 
-.PHONY: install lint test test-lowest test-slow exp ablation robust eval predict bench list clean help
+.PHONY: install lint test test-lowest test-slow exp ablation robust eval predict bench bench-gpu list clean help
 
 help:
 	@echo "make install                      create .venv and install salseg with its dev extra"
@@ -23,6 +23,7 @@ help:
 	@echo "make eval PRED=\"[NAME=]dir ...\" GT=dir | CONFIG=eval.yaml [OUT=dir] [JSON=out.json]   one table per dataset"
 	@echo "make predict RUN=runs/<NAME>/<stamp>|ckpt|rc_sod IMAGES=dir OUT=dir [MAP=name] [ARGS=\"--batch-size 16 --device cuda\"]   maps of any folder of images"
 	@echo "make bench [BENCH=cost|metrics|menet|gd|dcsp]  cost table of every method (params, FLOPs, images/s) + speed benchmarks (benchmarks/)"
+	@echo "make bench-gpu [ARGS=\"--device cpu --quick --budget 20 --sections gd --json out.json\"]   metrics, MEnet, GD, DCSP speed on a GPU (< 8 min; JSON in runs/bench_gpu/)"
 	@echo "make list                         known experiments and ablations"
 
 $(STAMP): pyproject.toml
@@ -80,6 +81,9 @@ bench: $(STAMP)  # BENCH=cost|metrics|menet|gd|dcsp runs one; ARGS go to it (e.g
 	  test -f benchmarks/bench_$$b.py || { echo "unknown BENCH=$$b; known: $(BENCHES)"; exit 2; }; \
 	  echo "== benchmarks/bench_$$b.py"; $(BIN)/python benchmarks/bench_$$b.py $(if $(BENCH),$(ARGS),) || exit 1; \
 	done
+
+bench-gpu: $(STAMP)  # one script, every section guarded; --device cpu runs reduced sizes in a few minutes
+	$(BIN)/python benchmarks/bench_gpu.py $(ARGS)
 
 list: $(STAMP)
 	$(BIN)/python -m salseg list
