@@ -151,3 +151,13 @@ def test_sod300_subset_matches_the_references(shared_data):
         for key, ref_key in (("mae", "MAE"), ("sm", "S_measure"), ("adp_f", "adaptive_F")):
             assert stats[key].item() == pytest.approx(per_image[ref_key][index[name]], abs=1e-9), (name, key)
         _assert_stats_equal(stats, F.image_statistics(pred, gt), what=name)
+
+
+def test_test_loop_resizes_a_batch_as_it_resizes_each_map():
+    from salseg.callbacks.scorers import to_gt_resolution
+
+    maps = torch.rand(5, 1, 37, 51, generator=torch.Generator().manual_seed(0))
+    gts = [torch.zeros(1, 60, 80, dtype=torch.uint8) for _ in range(5)]
+    batched, one_by_one = to_gt_resolution(maps, gts), to_gt_resolution(list(maps), gts)
+    assert all(torch.equal(a, b) for a, b in zip(batched, one_by_one))
+    assert batched[0].shape == (60, 80) and batched[0].dtype == torch.uint8

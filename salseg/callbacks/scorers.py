@@ -24,7 +24,17 @@ from salseg.metrics.segmentation import BinarySegmentationScores, SemanticSegmen
 
 
 def to_gt_resolution(maps: torch.Tensor, gts: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Resize each (1,h,w) map to its GT's (H,W) and quantise to uint8 (the PNG a toolbox would read)."""
+    """Resize each (1,h,w) map to its GT's (H,W) and quantise to uint8 (the PNG a toolbox would read).
+
+    The maps stay on their device; when all GTs share one size, a (B,1,h,w) batch is resized in one call (the same
+    per-image result), and the SOD metrics then score the batch at once on a GPU (``SODMetrics(engine="auto")``).
+    """
+    sizes = {tuple(g.shape[-2:]) for g in gts}
+    if isinstance(maps, torch.Tensor) and len(sizes) == 1 and len(maps) == len(gts):
+        m, size = maps.float(), sizes.pop()
+        if m.shape[-2:] != size:
+            m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+        return list((m[:, 0].clamp(0, 1) * 255).round().to(torch.uint8).unbind(0))
     out = []
     for m, gt in zip(maps, gts):
         m = m.float()
