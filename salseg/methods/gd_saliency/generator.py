@@ -239,9 +239,18 @@ class GDSaliency:
         if labels.numel() != x0.shape[0]:
             raise ValueError(f"got {labels.numel()} labels for {x0.shape[0]} images")
         modes = self._eval(self.model)
+        # The descent needs dF/dX only: with the parameters out of autograd, each backward computes the input
+        # gradient alone (no weight / batch-norm parameter gradients: measured by benchmarks/bench_gd.py, a step
+        # then costs about one forward + one input backward). The flags are restored afterwards (a fine-tuned
+        # classifier keeps training).
+        frozen = [p for p in self.model.parameters() if p.requires_grad]
         try:
+            for p in frozen:
+                p.requires_grad_(False)
             return self._descend(x0, labels)
         finally:
+            for p in frozen:
+                p.requires_grad_(True)
             for m, training in modes.items():
                 m.train(training)
 
@@ -260,7 +269,10 @@ class GDSaliency:
         z0 = z.detach() if self.cost == "clamped" else None
         costs = []
         for t in range(self.steps + 1):
-            if t > 0:
+            if t == self.steps:  # X(T)'s cost is only recorded: no graph to keep
+                with torch.no_grad():
+                    z = self.model(x)
+            elif t > 0:
                 z = self.model(x)
             cost = cost_per_image(self.cost, z, target, z0, self.gamma)
             costs.append(cost.detach())
