@@ -161,3 +161,27 @@ def test_test_loop_resizes_a_batch_as_it_resizes_each_map():
     batched, one_by_one = to_gt_resolution(maps, gts), to_gt_resolution(list(maps), gts)
     assert all(torch.equal(a, b) for a, b in zip(batched, one_by_one))
     assert batched[0].shape == (60, 80) and batched[0].dtype == torch.uint8
+
+
+def test_weighted_f_far_from_the_foreground_matches():
+    """Pixels farther than 270 px from the foreground: the row pass stops there, their weight is exactly 2."""
+    from scipy import ndimage
+
+    from salseg.metrics.functional import batched
+
+    gts = torch.zeros(2, 12, 700, dtype=torch.bool)
+    gts[0, 3:6, :3] = True
+    gts[1, 5, 650] = True
+    preds = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (2, 12, 700), dtype=np.uint8))
+    got = batch_statistics(preds, gts, ("wf",))["wf"]
+    for i in range(2):
+        assert got[i].item() == pytest.approx(F.image_statistics(preds[i], gts[i], ("wf",))["wf"].item(), abs=TOL)
+    # The distances themselves: exact up to 270 px, and never below the true one beyond.
+    near_row = batched._column_nearest(gts)
+    dy2 = torch.where(near_row >= 0, (near_row - torch.arange(12)[None, :, None]) ** 2, batched._BIG).to(torch.int32)
+    ours = batched._row_distances(dy2).numpy()  # squared distances (int32)
+    for i in range(2):
+        exact = ndimage.distance_transform_edt(~gts[i].numpy())
+        near = exact <= batched._FAR
+        np.testing.assert_array_equal(ours[i][near], np.round(exact[near] ** 2))
+        assert (ours[i][~near] > batched._FAR ** 2).all() and (~near).any()
