@@ -58,16 +58,18 @@ def weighted_fmeasure_from_error(err: np.ndarray, gt: np.ndarray, beta: float = 
     # boolean-index copies.
     np.minimum(smooth, err[crop], out=smooth)
     fg_sum = smooth.sum(where=fg_crop)
-    # Background: raw error times 2 - 0.5^(d / 5), d from the EDT indices (int32, in place: exact squares).
-    nearest[0] -= np.arange(h, dtype=np.int32)[:, None]
-    nearest[1] -= np.arange(w, dtype=np.int32)[None, :]
-    nearest *= nearest
-    weight = np.sqrt(nearest[0] + nearest[1], dtype=np.float64)
+    # Background: raw error times 2 - 0.5^(d / 5), d from the EDT indices (exact integer squares). Only
+    # background pixels with a non-zero error add to the sum: the distance and weight are computed there only
+    # (a saliency map is exactly 0 on much of its background; on SOD-300 / Amulet ~80% of the pixels drop out).
+    where = np.flatnonzero((err != 0) & ~gt)
+    dy = nearest[0].ravel()[where] - where // w
+    dx = nearest[1].ravel()[where] - where % w
+    weight = np.sqrt((dy * dy + dx * dx).astype(np.float64))
     weight *= _LOG_HALF_OVER_5
     np.exp(weight, out=weight)
     np.subtract(2.0, weight, out=weight)
-    weight *= err
-    fp_w = weight.sum(where=~gt)
+    weight *= err.ravel()[where]
+    fp_w = weight.sum()
     n_fg = int(np.count_nonzero(gt))
     tp_w = n_fg - fg_sum
     recall = 1 - fg_sum / n_fg
