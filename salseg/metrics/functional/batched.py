@@ -313,28 +313,32 @@ def _column_nearest(gt: Tensor) -> Tensor:
 def _row_distances(dy2: Tensor, block: int = 16) -> Tensor:
     """Exact squared distance of the row pass: min over columns j of (x - j)^2 + dy2[..., j] (int32).
 
-    Grown over column offsets r = 1, 2, ... in blocks of ``block`` offsets (one windowed minimum per side and
-    block, over the whole batch), and stopped once every pixel's minimum is at most (r + 1)^2, which no column
-    farther than r can beat: the cost follows the largest distance in the batch (at most the width), not the width
-    squared of a brute-force min-plus product. It also stops at offset :data:`_FAR`: a pixel left uncertified then
-    lies at least _FAR + 1 px from the foreground, where the weight 2 - 0.5^(d / 5) is exactly 2.0 in float64
-    (0.5^(d / 5) < 2^-53 from d = 266 on), so its distance, though not exact, weighs exactly as the true one.
+    Grown over column offsets r = 0, 1, 2, ... in blocks of ``block`` offsets: a pixel is done once its minimum is
+    at most (r + 1)^2 + min_j dy2[..., j] (its row's smallest dy2), which no column farther than r can beat. Only
+    the pixels not yet done are gathered and carried on, so the cost follows each pixel's horizontal offset to its
+    nearest foreground pixel, not the width squared of a brute-force min-plus product. The search stops at offset
+    :data:`_FAR`: a pixel left then lies at least _FAR + 1 px from the foreground, where the weight
+    2 - 0.5^(d / 5) is exactly 2.0 in float64 (0.5^(d / 5) < 2^-53 from d = 266 on), so its distance, though not
+    exact, weighs exactly as the true one.
     """
     b, h, w = dy2.shape
-    best = dy2.clone()
-    no_fg = (dy2 >= _BIG).flatten(1).all(1)[:, None, None]  # images without foreground: wF is 0, nothing to wait for
-    padded = torch.nn.functional.pad(dy2, (w, w), value=_BIG)  # column j of dy2 at w + j; BIG outside the map
     last = min(w - 1, _FAR)
+    padded = torch.nn.functional.pad(dy2, (w, w), value=_BIG).reshape(-1)  # row q's column j at 3 w q + w + j
+    best = dy2.reshape(-1).clone()
+    row_min = dy2.amin(-1).reshape(-1)  # (B * H,): BIG only in an image without foreground (wF is 0)
+    floor = row_min.repeat_interleave(w)  # every pixel's row minimum
+    pending = torch.nonzero((best > floor + 1) & (floor < _BIG)).squeeze(1)
     for r0 in range(1, last + 1, block):
-        k = min(block, last + 1 - r0)
-        r = torch.arange(r0, r0 + k, device=dy2.device, dtype=torch.int32)
-        windows = padded.unfold(-1, k, 1)  # windows[..., s, t] = padded[..., s + t]
-        left = windows[..., w - r0 - k + 1: 2 * w - r0 - k + 1, :] + (r * r).flip(0)  # j = x - r, t = k - 1 - (r - r0)
-        right = windows[..., w + r0: 2 * w + r0, :] + r * r  # j = x + r, t = r - r0
-        best = torch.minimum(best, torch.minimum(left.amin(-1), right.amin(-1)))
-        if bool(((best <= (r0 + k) ** 2) | no_fg).all()):
+        if pending.numel() == 0:
             break
-    return best
+        r = torch.arange(r0, min(r0 + block, last + 1), device=dy2.device)
+        at = (pending + (2 * (pending // w) + 1) * w)[:, None]  # the pixel's own column in ``padded``
+        r2 = (r * r).to(torch.int32)
+        left, right = padded[at - r] + r2, padded[at + r] + r2
+        value = torch.minimum(best[pending], torch.minimum(left.amin(1), right.amin(1)))
+        best[pending] = value
+        pending = pending[value > (int(r[-1]) + 1) ** 2 + row_min[pending // w]]
+    return best.view(b, h, w)
 
 
 def _weighted_fmeasure(norm: Tensor, gt: Tensor, beta: float) -> Tensor:
