@@ -12,7 +12,10 @@ Profiles (the sizes each section runs are printed and written to the JSON):
   saliency") and batch 50, clamped cost, fp32 and bf16; DCSP training step with the authors' ResNet-101 at
   321 px, batch 10 (paper 004; benchmarks/bench_dcsp.py). Budgeted at 4-6 minutes on one GPU (10 items x the
   default ``--budget`` of 20 s, plus warm-ups and model builds; an estimate: no GPU has run it yet).
-- ``cpu`` (``--device cpu``): the same sections at sizes a 2-core CPU finishes in a few minutes.
+- ``cpu`` (``--device cpu``): the same sections at sizes a 2-core CPU finishes in a few minutes (metrics: 16 maps,
+  torch engine beside the numpy one; MEnet's paper configuration, inference at batch 1 in fp32 only, training
+  at batch 2: batch 1 leaves one value per channel at the 1x1 centre, which batch norm refuses; GD with VGG-16 at
+  64 px, T = 2, batch 2; DCSP ResNet-50, 65 px, batch 2).
 - ``quick`` (``--quick``): tiny sizes, seconds; for the test (tests/test_bench_gpu.py).
 
 Every item is timed by torch.utils.benchmark.Timer through salseg.cost (CUDA synchronised): one call to warm up
@@ -49,17 +52,21 @@ from bench_menet import blob_masks, build  # noqa: E402
 from salseg.cost import seconds_per_call, time_calls  # noqa: E402
 
 PROFILES = {
-    "gpu": {"metrics": {"batch": 64, "height": 300, "width": 400},
-            "menet": {"config": "menet", "size": 224, "infer_batches": [1, 32], "train_batches": [5, 32]},
-            "gd": {"backbone": "vgg16", "size": 224, "steps": 35, "batch": 50},
+    "gpu": {"metrics": {"batch": 64, "height": 300, "width": 400, "engines": ["torch"]},
+            "menet": {"config": "menet", "size": 224, "infer_batches": [1, 32], "dtypes": ["fp32", "bf16"],
+                      "train_batches": [5, 32]},
+            "gd": {"backbone": "vgg16", "size": 224, "steps": 35, "batch": 50, "dtypes": ["fp32", "bf16"]},
             "dcsp": {"backbone": "resnet101", "size": 321, "batch": 10}},
-    "cpu": {"metrics": {"batch": 64, "height": 300, "width": 400},
-            "menet": {"config": "menet", "size": 224, "infer_batches": [1, 2], "train_batches": [2]},
-            "gd": {"backbone": "vgg16", "size": 64, "steps": 3, "batch": 4},
-            "dcsp": {"backbone": "resnet50", "size": 129, "batch": 2}},
-    "quick": {"metrics": {"batch": 4, "height": 60, "width": 80},
-              "menet": {"config": "menet_small", "size": 64, "infer_batches": [1, 2], "train_batches": [2]},
-              "gd": {"backbone": "mini_vgg", "size": 32, "steps": 2, "batch": 2},
+    # a CPU without bf16 instructions emulates it: MEnet's 224 px inference took 115 s per image in bf16 against
+    # 9 s in fp32 here, so the CPU profile runs fp32 only (the quick profile still runs the bf16 code path)
+    "cpu": {"metrics": {"batch": 16, "height": 300, "width": 400, "engines": ["torch", "numpy"]},
+            "menet": {"config": "menet", "size": 224, "infer_batches": [1], "dtypes": ["fp32"], "train_batches": [2]},
+            "gd": {"backbone": "vgg16", "size": 64, "steps": 2, "batch": 2, "dtypes": ["fp32"]},
+            "dcsp": {"backbone": "resnet50", "size": 65, "batch": 2}},
+    "quick": {"metrics": {"batch": 4, "height": 60, "width": 80, "engines": ["torch"]},
+              "menet": {"config": "menet_small", "size": 64, "infer_batches": [1, 2], "dtypes": ["fp32", "bf16"],
+                        "train_batches": [2]},
+              "gd": {"backbone": "mini_vgg", "size": 32, "steps": 2, "batch": 2, "dtypes": ["fp32", "bf16"]},
               "dcsp": {"backbone": "mini_vgg", "size": 33, "batch": 2}},  # batch 1: the ASPP's pooled BN refuses it
 }
 DEFAULT_BUDGET_S = {"gpu": 20.0, "cpu": 6.0, "quick": 0.2}  # seconds of timed calls per item
@@ -78,52 +85,61 @@ def time_item(fn: Callable[[], object], budget: float) -> dict:
     return {"s_per_call": seconds_per_call(fn, repeats=repeats), "timed_calls": repeats}
 
 
+def record(out: dict, key: str, entry: dict) -> None:
+    """Keep an item's figures and print them at once (a long run shows its progress)."""
+    out[key] = entry
+    print(f"   {key}: {entry['s_per_call']:.4f} s per call ({entry['timed_calls']} timed)", flush=True)
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def bench_metrics(device, cfg, budget, notes) -> dict:
+def bench_metrics(device, cfg, budget, notes, out) -> None:
     from salseg.metrics import SODMetrics
 
-    try:
-        metrics, engine = SODMetrics(engine="torch"), "torch"
-    except TypeError:  # the engine argument (issue 16 item 2) is not in this tree yet
-        metrics, engine = SODMetrics(), "default"
-        notes.append("SODMetrics has no engine argument here: timed its default engine")
-    metrics = metrics.to(device)
     g = torch.Generator(device="cpu").manual_seed(0)
     shape = (cfg["batch"], cfg["height"], cfg["width"])
     preds = torch.rand(shape, generator=g).to(device)
     gts = (torch.rand(shape, generator=g) > 0.7).float().to(device)
+    for engine in cfg["engines"]:
+        try:
+            metrics = SODMetrics(engine=engine)
+        except TypeError:  # the engine argument (issue 16 item 2) is not in this tree yet
+            metrics, engine = SODMetrics(), "default"
+            notes.append("SODMetrics has no engine argument here: timed its default engine")
+        metrics = metrics.to(device)
 
-    def call():
-        metrics.reset()
-        metrics.update(preds, gts)
+        def call(metrics=metrics):
+            metrics.reset()
+            metrics.update(preds, gts)
 
-    t = time_item(call, budget)
-    return {f"{engine}_b{cfg['batch']}": {"engine": engine, **t, "maps_per_s": cfg["batch"] / t["s_per_call"]}}
+        t = time_item(call, budget)
+        record(out, f"{engine}_b{cfg['batch']}", {"engine": engine, **t, "maps_per_s": cfg["batch"] / t["s_per_call"]})
+        if engine == "default":
+            break
 
 
-def bench_menet_inference(device, cfg, budget, notes) -> dict:
+def bench_menet_inference(device, cfg, budget, notes, out) -> None:
     model = build(cfg["config"], cfg["size"], device).eval()  # channels_last: the configs' default
-    out = {"parameters": model.describe()["params"], "channels_last": bool(model.hparams.channels_last)}
+    out.update(parameters=model.describe()["params"], channels_last=bool(model.hparams.channels_last))
     for b in cfg["infer_batches"]:
         x = torch.rand(b, 3, cfg["size"], cfg["size"], device=device).contiguous(memory_format=torch.channels_last)
-        for name, dtype in DTYPES.items():
+        for name in cfg["dtypes"]:
+            dtype = DTYPES[name]
+
             def infer(x=x, dtype=dtype):
                 with torch.inference_mode(), autocast(device, dtype):
                     model.saliency_maps(x)
 
             t = time_item(infer, budget)
-            out[f"{name}_b{b}"] = {**t, "batch": b, "images_per_s": b / t["s_per_call"],
-                                   "s_per_image": t["s_per_call"] / b}
-    return out
+            record(out, f"{name}_b{b}", {**t, "batch": b, "images_per_s": b / t["s_per_call"],
+                                         "s_per_image": t["s_per_call"] / b})
 
 
-def bench_menet_train(device, cfg, budget, notes) -> dict:
+def bench_menet_train(device, cfg, budget, notes, out) -> None:
     model = build(cfg["config"], cfg["size"], device).train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    out = {}
     for b in cfg["train_batches"]:
         batch = {"image": torch.rand(b, 3, cfg["size"], cfg["size"], device=device),
                  "mask": blob_masks(b, cfg["size"], device)}
@@ -135,11 +151,11 @@ def bench_menet_train(device, cfg, budget, notes) -> dict:
             opt.step()
 
         t = time_item(step, budget)
-        out[f"fp32_b{b}"] = {**t, "batch": b, "s_per_step": t["s_per_call"], "images_per_s": b / t["s_per_call"]}
-    return out
+        record(out, f"fp32_b{b}", {**t, "batch": b, "s_per_step": t["s_per_call"],
+                                   "images_per_s": b / t["s_per_call"]})
 
 
-def bench_gd(device, cfg, budget, notes) -> dict:
+def bench_gd(device, cfg, budget, notes, out) -> None:
     from salseg.methods.gd_saliency import GDSaliency
     from salseg.methods.gd_saliency.classifier import pretrained_classifier
 
@@ -149,18 +165,18 @@ def bench_gd(device, cfg, budget, notes) -> dict:
     with torch.no_grad():
         labels = model(x).argmax(1)
     gen = GDSaliency(model, "clamped", steps=cfg["steps"])
-    out = {}
-    for name, dtype in DTYPES.items():
+    for name in cfg["dtypes"]:
+        dtype = DTYPES[name]
+
         def call(dtype=dtype):
             with autocast(device, dtype):
                 gen(x, labels)
 
         t = time_item(call, budget)
-        out[name] = {**t, "images_per_s": cfg["batch"] / t["s_per_call"]}
-    return out
+        record(out, name, {**t, "images_per_s": cfg["batch"] / t["s_per_call"]})
 
 
-def bench_dcsp_train(device, cfg, budget, notes) -> dict:
+def bench_dcsp_train(device, cfg, budget, notes, out) -> None:
     from salseg.methods.dcsp.attention import multilabel_loss
     from salseg.methods.dcsp.network import DCSPNet
 
@@ -180,7 +196,7 @@ def bench_dcsp_train(device, cfg, budget, notes) -> dict:
         opt.step()
 
     t = time_item(step, budget)
-    return {"fp32": {**t, "s_per_step": t["s_per_call"], "images_per_s": b / t["s_per_call"]}}
+    record(out, "fp32", {**t, "s_per_step": t["s_per_call"], "images_per_s": b / t["s_per_call"]})
 
 
 # section -> (its sizes' key in PROFILES, the function that times it), in running order
@@ -189,28 +205,32 @@ SECTIONS = {"metrics": ("metrics", bench_metrics), "menet_inference": ("menet", 
             "dcsp_train": ("dcsp", bench_dcsp_train)}
 
 
+def rate(x: float) -> str:
+    """A throughput with three significant digits below 100 (a CPU's 0.123 img/s), one decimal above."""
+    return f"{x:.1f}" if x >= 100 else f"{x:.3g}"
+
+
 def table(results: dict) -> str:
     """One markdown row per timed item, with the anchor or goal it is read against."""
     lines = ["| section | item | s per call | figure | anchor / goal |", "| --- | --- | ---: | ---: | --- |"]
     for section, r in results.items():
-        if r["status"] != "ok":
-            lines.append(f"| {section} | {r['status']}: {r.get('error', '')} | | | |")
-            continue
-        for item, v in r["items"].items():
+        for item, v in r.get("items", {}).items():
             if not isinstance(v, dict):
                 continue
             if section == "metrics":
-                figure, ref = f"{v['maps_per_s']:.1f} maps/s", f"goal >= {GOALS['metrics_maps_per_s']} maps/s"
+                figure, ref = f"{rate(v['maps_per_s'])} maps/s", f"goal >= {GOALS['metrics_maps_per_s']} maps/s"
             elif section == "menet_inference":
-                figure = f"{v['images_per_s']:.1f} img/s ({v['s_per_image']:.4f} s/img)"
+                figure = f"{rate(v['images_per_s'])} img/s ({v['s_per_image']:.4f} s/img)"
                 ref = f"paper {ANCHORS['menet_s_per_image']} s/img" + (
                     f"; goal >= {GOALS['menet_inference_b32_images_per_s']} img/s" if v["batch"] == 32 else "")
             elif section == "gd":
-                figure = f"{v['images_per_s']:.1f} img/s"
+                figure = f"{rate(v['images_per_s'])} img/s"
                 ref = f"papers 20-40 img/s; goal >= {GOALS['gd_images_per_s']} img/s"
             else:
-                figure, ref = f"{v['images_per_s']:.1f} img/s", ""
+                figure, ref = f"{rate(v['images_per_s'])} img/s", ""
             lines.append(f"| {section} | {item} | {v['s_per_call']:.4f} | {figure} | {ref} |")
+        if r["status"] != "ok":
+            lines.append(f"| {section} | {r['status']}: {r['error']} | | | |")
     return "\n".join(lines)
 
 
@@ -252,11 +272,12 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"== {section}: {json.dumps(cfg)}", flush=True)
         t0 = time.perf_counter()
-        try:
-            results[section] = {"status": "ok", "config": cfg, "items": fn(device, cfg, budget, notes)}
+        results[section] = {"status": "ok", "config": cfg, "items": {}}
+        try:  # each section fills its items as they finish: a failure keeps the figures timed before it
+            fn(device, cfg, budget, notes, results[section]["items"])
         except Exception as exc:  # noqa: BLE001 (a failing section must not stop the others)
             traceback.print_exc()
-            results[section] = {"status": "failed", "config": cfg, "error": f"{type(exc).__name__}: {exc}"}
+            results[section].update(status="failed", error=f"{type(exc).__name__}: {exc}")
             print(f"bench_gpu: section {section} FAILED: {type(exc).__name__}: {exc}", flush=True)
         results[section].update(notes=notes, wall_s=round(time.perf_counter() - t0, 2))
         for note in notes:

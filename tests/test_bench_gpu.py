@@ -1,5 +1,6 @@
 """benchmarks/bench_gpu.py (``make bench-gpu``, issue 16 item 3) runs on the CPU at its tiny ``--quick`` sizes,
-writes every section's figures to JSON, and keeps going past a failing section with a non-zero exit status."""
+writes every section's figures to JSON, and keeps going past a failing section (keeping the figures it timed)
+with a non-zero exit status."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def test_quick_cpu_run_writes_every_section(tmp_path):
 def test_a_failing_section_is_reported_and_the_others_still_run(tmp_path, monkeypatch, capsys):
     bench = load_bench()
 
-    def broken(device, cfg, budget, notes):
+    def broken(device, cfg, budget, notes, out):  # the fp32 item is timed, then bf16 fails
+        out["fp32"] = {"s_per_call": 0.5, "timed_calls": 3, "images_per_s": 4.0}
         raise RuntimeError("no such kernel")
 
     monkeypatch.setitem(bench.SECTIONS, "gd", ("gd", broken))
@@ -61,9 +63,12 @@ def test_a_failing_section_is_reported_and_the_others_still_run(tmp_path, monkey
     report = json.loads(out.read_text())
     assert report["failed"] == ["gd"]
     assert report["sections"]["gd"]["error"] == "RuntimeError: no such kernel"
+    assert report["sections"]["gd"]["items"]["fp32"]["images_per_s"] == 4.0  # timed before the failure: kept
     assert report["sections"]["metrics"]["status"] == "ok"
     captured = capsys.readouterr()
     assert "section gd FAILED: RuntimeError: no such kernel" in captured.out
+    assert "| gd | fp32 | 0.5000 | 4 img/s |" in captured.out
+    assert "| gd | failed: RuntimeError: no such kernel |" in captured.out
     assert "failed sections: gd" in captured.err
 
 
