@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes (seconds): the test's profile")
     ap.add_argument("--budget", type=float, help="seconds of timed calls per item (default: per profile)")
     ap.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     ap.add_argument("--time-limit", type=float, default=450.0,
                     help="seconds after which no further section starts (those left are reported as skipped)")
     ap.add_argument("--json", type=Path, help="default: runs/bench_gpu/<UTC timestamp>.json")
@@ -246,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"bench_gpu: --sections: unknown {', '.join(unknown)}; known: {', '.join(SECTIONS)}", file=sys.stderr)
         return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     profile = "quick" if args.quick else ("cpu" if device.type == "cpu" else "gpu")
     budget = args.budget if args.budget is not None else DEFAULT_BUDGET_S[profile]
     if device.type == "cuda":
