@@ -15,12 +15,21 @@ warm-up calls (segmentation: one timed call after one warm-up), timed by torch.u
 (salseg.cost.seconds_per_call: CUDA synchronised, the current torch threads). Segmentation from saliency
 (paper 002 Sec. 4) is timed per image at the paper's 100 seeded runs. The paper reports 0.45 s per image with
 refinement and 20-40 images/s without (2015 GPU).
+
+Step cost: one GD step (forward, backward to the input, update; the batched call's time / T, so the first forward
+and X(T)'s cost are spread over the steps) against one forward + one backward of the same classifier on the same
+batch, in two flavours: ``fb`` (a training-style backward: parameter and input gradients) and ``fb_input`` (the
+input gradient alone, the parameters out of autograd: the least a step can cost). The three are timed in
+``--rounds`` alternating rounds and each ratio is the median of the rounds' ratios (shared CPUs: a load change
+hits both sides of a ratio alike). ``--profile N`` prints the N top operators of one batched call by self CPU time
+(torch.profiler).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -38,6 +47,47 @@ from salseg.methods.gd_saliency.refine import refine, slic_superpixels
 from salseg.methods.gd_saliency.segment import segment_from_saliency
 
 
+def forward_backward(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, params: bool) -> None:
+    """One forward and one backward of the classifier's target logits: to the parameters and the input
+    (``params``, as training does) or to the input alone (the parameters out of autograd, as the descent runs)."""
+    flags = [p.requires_grad for p in model.parameters()]
+    try:
+        if not params:
+            model.requires_grad_(False)
+        xi = x.clone().requires_grad_(True)
+        model(xi).gather(1, labels[:, None]).sum().backward()
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+            p.grad = None
+
+
+def step_cost_ratios(model, gen, x, labels, rounds: int, repeats: int) -> dict[str, float]:
+    """The batched GD call, one step (its time / T) and forward + backward (both flavours), timed in alternating
+    rounds; each ratio is the median of the rounds' ratios, each time the median of the rounds' times."""
+    times = {"batched_s": [], "fb_s": [], "fb_input_s": []}
+    for _ in range(max(1, rounds)):
+        times["batched_s"].append(seconds_per_call(lambda: gen(x, labels), repeats=repeats))
+        times["fb_s"].append(seconds_per_call(lambda: forward_backward(model, x, labels, True), repeats=repeats))
+        times["fb_input_s"].append(seconds_per_call(lambda: forward_backward(model, x, labels, False),
+                                                    repeats=repeats))
+    steps = [b / gen.steps for b in times["batched_s"]]
+    out = {k: statistics.median(v) for k, v in times.items()}
+    out["gd_step_s"] = statistics.median(steps)
+    out["step_over_fb"] = statistics.median(s / f for s, f in zip(steps, times["fb_s"]))
+    out["step_over_fb_input"] = statistics.median(s / f for s, f in zip(steps, times["fb_input_s"]))
+    return out
+
+
+def top_ops(fn, n: int) -> str:
+    """torch.profiler's table of the ``n`` operators of one call of ``fn`` with the most self CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=n)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -49,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--nchw", action="store_true",
                     help="NCHW classifier (default: channels_last, as model.channels_last)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the step-cost ratios")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="print the N top operators of a GD call")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -66,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     n = args.batch
 
     r = args.repeats
-    batched = seconds_per_call(lambda: gen(x, labels), repeats=r)
+    step_cost = step_cost_ratios(model, gen, x, labels, args.rounds, r)
+    batched = step_cost.pop("batched_s")
     loop = seconds_per_call(lambda: [gen(x[i:i + 1], labels[i:i + 1]) for i in range(n)], repeats=r)
     gradient = seconds_per_call(lambda: gradient_saliency(model, x, labels), repeats=r)
     res = gen(x, labels)
@@ -91,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "segmentation_s_per_image": seg, "random_walker_s_per_run": rw,
     }
     figures.update(backbone=args.backbone, weights=args.weights, layout="nchw" if args.nchw else "nhwc")
+    figures.update(step_cost)
     print(f"GD saliency, {args.backbone} ({args.weights}, {figures['layout']}) at {args.size} px, T = {args.steps}, "
           f"clamped cost, batch {n}, {device} "
           f"({figures['threads']} threads); mean of {args.repeats} after 2 warm-up calls")
@@ -104,6 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| gradient baseline (Captum, one backward) | {figures['gradient_images_per_s']:.2f} images/s |")
     print(f"| segmentation (100 watershed runs + hierarchy + selection), s per image | {seg:.4f} s |")
     print(f"| segmentation seeder random_walker, s per run | {rw:.4f} s |")
+    print(f"| GD step (batch {n}) / forward + backward (parameter and input gradients) | "
+          f"x{step_cost['step_over_fb']:.2f} ({step_cost['gd_step_s']:.4f} s / {step_cost['fb_s']:.4f} s) |")
+    print(f"| GD step / forward + input-only backward | x{step_cost['step_over_fb_input']:.2f} "
+          f"({step_cost['fb_input_s']:.4f} s; median of {args.rounds} alternating rounds) |")
+    if args.profile:
+        print(top_ops(lambda: gen(x, labels), args.profile))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
