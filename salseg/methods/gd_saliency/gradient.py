@@ -20,7 +20,10 @@ def gradient_saliency(model: nn.Module, images: Tensor, labels: Tensor | None = 
     saliency = import_extra("captum.attr", "attribution", "the GD 'gradient' baseline map").Saliency
     modes = {m: m.training for m in model.modules()}
     model.eval()
+    frozen = [p for p in model.parameters() if p.requires_grad]  # the input gradient alone, as GDSaliency
     try:
+        for p in frozen:
+            p.requires_grad_(False)
         with torch.inference_mode(False), torch.enable_grad():  # usable from a Lightning test step
             x = as_image_batch(images).detach().clone()
             with torch.no_grad():
@@ -31,5 +34,7 @@ def gradient_saliency(model: nn.Module, images: Tensor, labels: Tensor | None = 
             grad = saliency(model).attribute(x.requires_grad_(True), target=target, abs=True)
         return normalize_maps(grad.amax(1, keepdim=True).detach().float(), "max")
     finally:
+        for p in frozen:
+            p.requires_grad_(True)
         for m, training in modes.items():
             m.train(training)
