@@ -37,7 +37,8 @@ class _Segmenter(SalsegMethod):
 
 def _trainer():
     return SimpleNamespace(datamodule=SimpleNamespace(test_names=["set"]), test_dataloaders=[None], world_size=1,
-                           strategy=SimpleNamespace(reduce=lambda t, reduce_op: t), is_global_zero=False)
+                           strategy=SimpleNamespace(reduce=lambda t, reduce_op: t), is_global_zero=False,
+                           loggers=[])  # no logger: nothing goes to W&B
 
 
 def _batch():
