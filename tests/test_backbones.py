@@ -68,8 +68,14 @@ def test_lite0_classifies_real_photos_as_the_reference_does(lite0):
     with torch.no_grad():
         logits = lite0(x).numpy()
     assert (logits.argmax(1) == ref["photo_top5_idx"][:, 0]).all()
+    # The reference was made with Pillow 13, whose BILINEAR resize differs from Pillow 10-12's by one grey level on
+    # about 3.5 % of these pixels (JPEG decoding is identical), which moves logits by up to 0.05: with an older
+    # Pillow (make test-lowest) the network is checked on the same classes at that input-level tolerance.
+    import PIL
+
+    atol = 1e-3 if int(PIL.__version__.split(".")[0]) >= 13 else 0.1
     np.testing.assert_allclose(np.take_along_axis(logits, ref["photo_top5_idx"], 1), ref["photo_top5_logits"],
-                               atol=1e-3, rtol=0)
+                               atol=atol, rtol=0)
 
 
 def test_weights_of_another_architecture_name_the_file_and_first_mismatching_key(tmp_path):
