@@ -239,9 +239,9 @@ class GDSaliency:
         if labels.numel() != x0.shape[0]:
             raise ValueError(f"got {labels.numel()} labels for {x0.shape[0]} images")
         modes = self._eval(self.model)
-        # The descent needs dF/dX only: with the parameters out of autograd, each backward computes the input
-        # gradient alone (no weight / batch-norm parameter gradients: measured by benchmarks/bench_gd.py, a step
-        # then costs about one forward + one input backward). The flags are restored afterwards (a fine-tuned
+        # The descent needs dF/dX only: the parameters leave autograd, so no graph node asks for their gradients
+        # (torch.autograd.grad to X already skipped them: benchmarks/bench_gd.py measures a step at about one
+        # forward + one input-only backward either way). The flags are restored afterwards (a fine-tuned
         # classifier keeps training).
         frozen = [p for p in self.model.parameters() if p.requires_grad]
         try:
