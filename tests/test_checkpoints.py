@@ -2,12 +2,15 @@
 and its code never runs), bad files are one line naming the path, and the method built from a run's checkpoint
 makes the run's own test maps."""
 
+import io
 import os
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from salseg import cli
@@ -43,9 +46,17 @@ def test_testing_a_runs_checkpoint_again_writes_the_runs_own_maps(runs, name, tm
     overrides, first = runs[name]
     ckpt = first.run_dir / "checkpoints" / "last.ckpt"
     again = run(compose(name, overrides + ["test_only=true", f"ckpt_path={ckpt}", f"runs_dir={tmp_path}"]))
-    maps = _maps(first.run_dir)
-    assert maps and _maps(again.run_dir) == maps  # every saved map, byte for byte
-    assert again.metrics == first.metrics
+    maps, maps_again = _maps(first.run_dir), _maps(again.run_dir)
+    assert maps and maps_again.keys() == maps.keys()
+    # The same weights give the same maps up to float reassociation: oneDNN may pick another convolution kernel for
+    # another memory layout, and a map that lands on a rounding edge moves one 8-bit level. Pixels are compared, not
+    # bytes: at most one level apart, and all but a few identical.
+    for key, data in maps.items():
+        a, b = (np.asarray(Image.open(io.BytesIO(x)), dtype=np.int16) for x in (data, maps_again[key]))
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1 and (a != b).mean() < 0.01, key
+    for map_name, per_set in first.metrics.items():
+        for dataset, scores in per_set.items():
+            assert again.metrics[map_name][dataset] == pytest.approx(scores, abs=2e-3), (map_name, dataset)
 
 
 def test_the_built_model_holds_the_checkpoints_weights(runs):
