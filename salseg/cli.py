@@ -252,6 +252,14 @@ def _user_message(err: BaseException) -> str:
     return text
 
 
+def _close_progress_bars() -> None:
+    """End a progress bar the error interrupted (Lightning's test bar, predict's), so the error starts its own line
+    instead of trailing the bar's text."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -274,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         # Errors about the user's input: one clear line, not a traceback (`--debug` shows it).
+        _close_progress_bars()
         print(f"salseg: error: {_user_message(err)}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -183,3 +183,24 @@ def test_an_error_in_a_dataloader_worker_is_the_original_one_line(tmp_path, caps
     assert cli.main(argv) == 2  # torch re-raises it in the main process with the worker's traceback as its text
     assert _error_lines(capsys.readouterr().err) == [
         f"salseg: error: cannot decode {truncated}: OSError: image file is truncated"]
+
+
+def test_an_error_under_a_progress_bar_starts_its_own_line(tmp_path):
+    """Lightning's test bar is live when a worker fails: the CLI closes it first, so the error is a line of its own
+    (not glued to the bar's text, which a terminal shows as '...0/? [00:00<?, ?it/s]salseg: error: ...')."""
+    import numpy as np
+    from PIL import Image
+
+    for folder in ("img", "gt"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "img" / "a.png")
+    Image.fromarray(np.zeros((30, 30), np.uint8)).save(tmp_path / "gt" / "a.png")  # another size than its image
+    test_set = f"data.test={{bad: {{dataset: folder, images: {tmp_path / 'img'}, masks: {tmp_path / 'gt'}}}}}"
+    proc = subprocess.run([sys.executable, "-m", "salseg", "run", "rc_shapes", "logger=csv", "data.num_workers=0",
+                           "trainer.enable_progress_bar=true", f"runs_dir={tmp_path / 'runs'}", test_set],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode == 2  # stdout and stderr merged, as a terminal shows them (the bar writes to stdout)
+    lines = proc.stdout.replace("\r", "\n").splitlines()
+    errors = [line for line in lines if "salseg: error:" in line]
+    assert errors == [f"salseg: error: image {tmp_path / 'img' / 'a.png'} is 20x20 (WxH) but its mask "
+                      f"{tmp_path / 'gt' / 'a.png'} is 30x30"], proc.stdout[-2000:]
