@@ -197,3 +197,31 @@ def test_a_robustness_run_with_wandb_logs_its_summary_in_its_group(tmp_path, log
     assert isinstance(summary["robustness/f_vs_noise_chart"], wandb.plot.CustomChart)
     (offline,) = (res.out_dir / "wandb").glob("offline-run-*")
     assert any(offline.glob("run-*.wandb"))
+
+
+def test_palette_colours_invert_to_their_labels():
+    from salseg.callbacks.evaluation import _labels_from_palette
+    from salseg.plots import label_palette
+
+    labels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    assert np.array_equal(_labels_from_palette(label_palette()[labels]), labels)
+
+
+def test_a_segmentation_is_logged_with_class_masks(tmp_path, logged):
+    """DCSP's primary map is a segmentation: its predictions carry the GT and the labels as class masks."""
+    tiny = ["data.num_workers=0", "data.image_size=32", "data.eval_batch_size=4", "trainer.enable_progress_bar=false",
+            f"runs_dir={tmp_path}"]
+    saliency = run(compose("rc_shapes", tiny + ["logger=csv", "data.test.shapes.size=2"]))
+    result = run(compose("dcsp_shapes", tiny + [
+        "logger=wandb", "logger.predictions_per_test_set=2", "data.test.shapes_multi.size=3", "test_only=true",
+        f"model.saliency_checkpoint={saliency.run_dir / 'checkpoints' / 'last.ckpt'}"]))
+    images = _merged(logged)["test/shapes_multi/predictions"]
+    assert len(images) == 2 and all(isinstance(im, wandb.Image) for im in images)
+    masks = images[0]._masks
+    assert set(masks) == {"ground_truth", "prediction"}
+    class_labels = masks["prediction"]._val["class_labels"]
+    assert class_labels[0] == "background" and class_labels[255] == "ignore" and len(class_labels) == 6
+    for mask in masks.values():
+        assert set(np.unique(mask._val["mask_data"])) <= set(class_labels)
+    assert len(np.unique(masks["ground_truth"]._val["mask_data"])) >= 2  # background and at least one shape
+    assert "mIoU" in result.metrics["segmentation"]["shapes_multi"]

@@ -24,7 +24,8 @@ The method's ``run_scores`` (e.g. DCSP's training-cue mIoU) are added to every s
 The scores go through Lightning's logging (``pl_module.log_dict`` at the end of the test epoch), so every logger
 gets them and ``trainer.test()`` returns them (``test/<dataset>/<metric>``). With a W&B logger (and
 ``log_images``), each test set also gets ``logger.predictions_per_test_set`` predictions as ``wandb.Image`` with
-the ground truth and every saliency map as mask overlays, and one overlaid PR chart of every map.
+the ground truth and every saliency map as mask overlays (a segmentation's labels as class masks named after the
+method's classes), and one overlaid PR chart of every saliency map.
 """
 
 from __future__ import annotations
@@ -224,7 +225,7 @@ class MapEvaluation(Callback):
 
         for key, path in images.items():
             logger.log_image(key=f"test/{key}", images=[str(path)], step=step)
-        saliency = [m for m in self.map_names if m not in self.semantic_maps]  # label maps have no PR / overlay
+        saliency = [m for m in self.map_names if m not in self.semantic_maps]  # label maps: no PR curve
         logged = {}
         for dataset in self.dataset_names:
             per_map = {m: self.curves[m][dataset]["pr"] for m in saliency if dataset in self.curves.get(m, {})}
@@ -239,6 +240,15 @@ class MapEvaluation(Callback):
                 logged[f"test/{dataset}/predictions"] = [
                     _overlay(g["images"][j], g["gts"][j], {m: g["preds"][m][j] for m in saliency
                                                            if j < len(g["preds"].get(m, []))}, g["names"][j])
+                    for j in range(min(self.n_predictions, len(g["images"])))]
+            elif g and self.n_predictions and self.primary_map in self.semantic_maps:
+                # a segmentation (DCSP): its GT and label maps as class masks named after the method's classes
+                labels = {**dict(enumerate(self.class_names)), 255: "ignore"}
+                semantic = [m for m in self.map_names if m in self.semantic_maps]
+                logged[f"test/{dataset}/predictions"] = [
+                    _label_overlay(g["images"][j], g["gts"][j], {m: g["preds"][m][j] for m in semantic
+                                                                 if j < len(g["preds"].get(m, []))},
+                                   g["names"][j], labels)
                     for j in range(min(self.n_predictions, len(g["images"])))]
         if logged:
             logger.experiment.log(logged)
@@ -266,6 +276,31 @@ def _overlay(image: np.ndarray, gt, preds: dict[str, Any], name: str):
     for i, (map_name, pred) in enumerate(preds.items()):
         masks["prediction" if i == 0 else f"prediction_{map_name}"] = {"mask_data": _binary(pred),
                                                                        "class_labels": MASK_LABELS}
+    return wandb.Image(pixels, masks=masks, caption=str(name))
+
+
+def _labels_from_palette(rgb: np.ndarray) -> np.ndarray:
+    """Invert :func:`salseg.plots.label_palette` (the grid keeps label maps as its colours): (H, W, 3) -> labels."""
+    palette = plots.label_palette().astype(np.int64)
+    codes = palette[:, 0] << 16 | palette[:, 1] << 8 | palette[:, 2]  # one colour per label (the palette's design)
+    order = np.argsort(codes)
+    rgb = np.asarray(rgb, dtype=np.int64)
+    found = np.searchsorted(codes[order], rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2])
+    return order[np.clip(found, 0, len(order) - 1)].astype(np.uint8)
+
+
+def _label_overlay(image: np.ndarray, gt, preds: dict[str, Any], name: str, labels: dict[int, str]):
+    """One test image at its ground truth's size with the GT and each segmentation as W&B class masks."""
+    import wandb
+    from PIL import Image
+
+    gt_labels = _labels_from_palette(gt)
+    h, w = gt_labels.shape
+    pixels = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
+    masks = {"ground_truth": {"mask_data": gt_labels, "class_labels": labels}}
+    for i, (map_name, pred) in enumerate(preds.items()):
+        masks["prediction" if i == 0 else f"prediction_{map_name}"] = {"mask_data": _labels_from_palette(pred),
+                                                                       "class_labels": labels}
     return wandb.Image(pixels, masks=masks, caption=str(name))
 
 
