@@ -21,14 +21,8 @@ def pr_curves(curves: Mapping[str, Mapping[str, Sequence[float]]], path: str | P
     fig, ax = plt.subplots(figsize=(5, 4.5), dpi=110)
     for label, c in curves.items():
         ax.plot(np.asarray(c["recall"]), np.asarray(c["precision"]), lw=1.8, label=label)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.set_title(title or "precision-recall (per-image averaged)")
-    if curves:
-        ax.legend(fontsize=8, loc="lower left")
+    _style_curve_axes(ax, "recall", "precision", 1, title or "precision-recall (per-image averaged)",
+                      "lower left" if curves else None)
     return _save(fig, path)
 
 
@@ -39,15 +33,21 @@ def f_threshold_curves(curves: Mapping[str, Sequence[float]], path: str | Path, 
     for label, f in curves.items():
         f = np.asarray(f, dtype=float)
         ax.plot(255 - np.arange(len(f)) * 255 / max(len(f) - 1, 1), f, lw=1.8, label=label)
-    ax.set_xlabel("threshold")
-    ax.set_ylabel("F-measure")
-    ax.set_xlim(0, 255)
+    _style_curve_axes(ax, "threshold", "F-measure", 255, title or "F-measure vs threshold (per-image averaged)",
+                      "lower center" if curves else None)
+    return _save(fig, path)
+
+
+def _style_curve_axes(ax, xlabel: str, ylabel: str, xmax: float, title: str, legend_loc: str | None) -> None:
+    """The look every overlaid-curve plot shares: labels, x in [0, xmax], y in [0, 1.02], light grid, legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(0, xmax)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.set_title(title or "F-measure vs threshold (per-image averaged)")
-    if curves:
-        ax.legend(fontsize=8, loc="lower center")
-    return _save(fig, path)
+    ax.set_title(title)
+    if legend_loc:
+        ax.legend(fontsize=8, loc=legend_loc)
 
 
 def metric_bars(table: Mapping[str, Mapping[str, float]], metrics: Sequence[str], path: str | Path,

@@ -246,9 +246,9 @@ class MapEvaluation(Callback):
                 labels = {**dict(enumerate(self.class_names)), 255: "ignore"}
                 semantic = [m for m in self.map_names if m in self.semantic_maps]
                 logged[f"test/{dataset}/predictions"] = [
-                    _label_overlay(g["images"][j], g["gts"][j], {m: g["preds"][m][j] for m in semantic
-                                                                 if j < len(g["preds"].get(m, []))},
-                                   g["names"][j], labels)
+                    _overlay(g["images"][j], g["gts"][j], {m: g["preds"][m][j] for m in semantic
+                                                           if j < len(g["preds"].get(m, []))},
+                             g["names"][j], labels, to_mask=_labels_from_palette)
                     for j in range(min(self.n_predictions, len(g["images"])))]
         if logged:
             logger.experiment.log(logged)
@@ -263,19 +263,21 @@ def _binary(arr) -> np.ndarray:
     return (arr >= (127.5 if arr.max(initial=0) > 1 else 0.5)).astype(np.uint8)
 
 
-def _overlay(image: np.ndarray, gt, preds: dict[str, Any], name: str):
-    """One test image at its ground truth's size, the GT and each map (thresholded at 0.5) as W&B masks: the
-    primary map is ``prediction``, further maps ``prediction_<map>``."""
+def _overlay(image: np.ndarray, gt, preds: dict[str, Any], name: str, labels: dict[int, str] = MASK_LABELS,
+             to_mask=_binary):
+    """One test image at its ground truth's size with the GT and each map as W&B masks: ``to_mask`` turns a map
+    into class indices named by ``labels`` (saliency: thresholded at 0.5; a segmentation: its labels). The primary
+    map is ``prediction``, further maps ``prediction_<map>``."""
     import wandb
     from PIL import Image
 
-    gt_mask = _binary(gt)
+    gt_mask = to_mask(gt)
     h, w = gt_mask.shape[:2]
     pixels = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
-    masks = {"ground_truth": {"mask_data": gt_mask, "class_labels": MASK_LABELS}}
+    masks = {"ground_truth": {"mask_data": gt_mask, "class_labels": labels}}
     for i, (map_name, pred) in enumerate(preds.items()):
-        masks["prediction" if i == 0 else f"prediction_{map_name}"] = {"mask_data": _binary(pred),
-                                                                       "class_labels": MASK_LABELS}
+        masks["prediction" if i == 0 else f"prediction_{map_name}"] = {"mask_data": to_mask(pred),
+                                                                       "class_labels": labels}
     return wandb.Image(pixels, masks=masks, caption=str(name))
 
 
@@ -287,21 +289,6 @@ def _labels_from_palette(rgb: np.ndarray) -> np.ndarray:
     rgb = np.asarray(rgb, dtype=np.int64)
     found = np.searchsorted(codes[order], rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2])
     return order[np.clip(found, 0, len(order) - 1)].astype(np.uint8)
-
-
-def _label_overlay(image: np.ndarray, gt, preds: dict[str, Any], name: str, labels: dict[int, str]):
-    """One test image at its ground truth's size with the GT and each segmentation as W&B class masks."""
-    import wandb
-    from PIL import Image
-
-    gt_labels = _labels_from_palette(gt)
-    h, w = gt_labels.shape
-    pixels = Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR)
-    masks = {"ground_truth": {"mask_data": gt_labels, "class_labels": labels}}
-    for i, (map_name, pred) in enumerate(preds.items()):
-        masks["prediction" if i == 0 else f"prediction_{map_name}"] = {"mask_data": _labels_from_palette(pred),
-                                                                       "class_labels": labels}
-    return wandb.Image(pixels, masks=masks, caption=str(name))
 
 
 def _wandb_loggers(trainer) -> list:
