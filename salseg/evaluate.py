@@ -118,8 +118,8 @@ def list_images(folder: str | Path) -> dict[str, Path]:
         if not path.is_file() or path.name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
         if path.stem in by_stem:
-            raise ValueError(f"ambiguous: {by_stem[path.stem].name} and {path.name} in {folder} "
-                             f"share the stem {path.stem!r}")
+            raise DataError(f"ambiguous: {by_stem[path.stem].name} and {path.name} in {folder} "
+                            f"share the stem {path.stem!r}")
         by_stem[path.stem] = path
     return by_stem
 

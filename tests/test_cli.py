@@ -53,6 +53,21 @@ def test_eval_names_a_gt_without_prediction(tmp_path):
     assert ok.returncode == 0 and "1 images" in ok.stdout
 
 
+def test_eval_of_two_maps_sharing_a_stem_is_one_line(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    for folder in ("gt", "pred"):
+        (tmp_path / folder).mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "gt" / "a.png")
+    for ext in ("png", "jpg"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "pred" / f"a.{ext}")
+    proc = salseg("eval", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"salseg: error: ambiguous: a.jpg and a.png in {tmp_path / 'pred'} share the stem 'a'"]
+
+
 def test_list_and_print_config():
     proc = salseg("list")
     assert proc.returncode == 0 and "quickstart" in proc.stdout and "rc_spatial" in proc.stdout
