@@ -3,14 +3,17 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# the quickstart runs the GD gradient map (captum: attribution) and the tests read COCO masks (pycocotools: coco)
-EXTRAS := dev,coco,attribution
+# the quickstart runs the GD gradient map (captum: attribution), the tests read COCO masks (pycocotools: coco) and
+# plan SLURM studies (submitit: slurm)
+EXTRAS := dev,coco,attribution,slurm
+# LAUNCHER=slurm: a study's variants as SLURM jobs (configs/launcher/); `make collect NAME=...` writes its table
+LAUNCH := $(if $(LAUNCHER),launcher=$(LAUNCHER),)
 # a scratch venv holding the lowest version each bound in pyproject.toml allows (`make test-lowest`)
 LOWEST_VENV  := .venv-lowest
 LOWEST_STAMP := $(LOWEST_VENV)/.installed-stamp
 LOWEST_PINS  := $(shell sed -n 's/==.*//p' .ci/constraints-lowest.txt | paste -sd'|' -)
 
-.PHONY: install lint test test-lowest test-slow exp ablation robust eval predict bench bench-gpu list clean help
+.PHONY: install lint test test-lowest test-slow exp ablation collect robust eval predict bench bench-gpu list clean help
 
 help:
 	@echo "make install                      create .venv and install salseg with its dev extra"
@@ -18,7 +21,8 @@ help:
 	@echo "make test                         run the test suite (CI's command; slow tests excluded)"
 	@echo "make test-lowest                  the suite against the lowest supported versions (.ci/constraints-lowest.txt) in .venv-lowest"
 	@echo "make exp NAME=quickstart [ARGS=\"trainer.max_epochs=3 ...\"] [RESUME=1]"
-	@echo "make ablation NAME=rc_spatial [ARGS=...]"
+	@echo "make ablation NAME=rc_spatial [ARGS=...] [LAUNCHER=slurm] [RESUME=1]   LAUNCHER=slurm: one SLURM job per variant"
+	@echo "make collect NAME=rc_spatial [STUDY=dir]   a study's table from its complete variants + each variant's state"
 	@echo "make robust NAME=quickstart [CKPT=last.ckpt] [VARIANCES=0.001,0.01,0.1] [ARGS=...]   AWGN/JPEG table + F-vs-noise plot"
 	@echo "make eval PRED=\"[NAME=]dir ...\" GT=dir | CONFIG=eval.yaml [OUT=dir] [JSON=out.json]   one table per dataset"
 	@echo "make predict RUN=runs/<NAME>/<stamp>|ckpt|rc_sod IMAGES=dir OUT=dir [MAP=name] [ARGS=\"--batch-size 16 --device cuda\"]   maps of any folder of images"
@@ -56,11 +60,15 @@ test-slow: $(STAMP)
 
 exp: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make exp NAME=<experiment> [ARGS=\"key=value ...\"] [RESUME=1]"; $(BIN)/python -m salseg list; exit 2; }
-	$(BIN)/python -m salseg run $(NAME) $(ARGS) $(if $(filter 1 yes true,$(RESUME)),--resume,)
+	$(BIN)/python -m salseg run $(NAME) $(LAUNCH) $(ARGS) $(if $(filter 1 yes true,$(RESUME)),--resume,)
 
 ablation: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make ablation NAME=<ablation> [ARGS=\"key=value ...\"] [RESUME=1]"; $(BIN)/python -m salseg list; exit 2; }
-	$(BIN)/python -m salseg ablate $(NAME) $(ARGS) $(if $(filter 1 yes true,$(RESUME)),--resume,)
+	$(BIN)/python -m salseg ablate $(NAME) $(LAUNCH) $(ARGS) $(if $(filter 1 yes true,$(RESUME)),--resume,)
+
+collect: $(STAMP)  # a SLURM study's collect job runs the same; exit 1 while a variant is not complete
+	@test -n "$(NAME)" || { echo "usage: make collect NAME=<ablation|comparison> [STUDY=runs/ablations/NAME/<stamp>]"; exit 2; }
+	$(BIN)/python -m salseg collect $(NAME) $(if $(STUDY),--study "$(STUDY)",)
 
 robust: $(STAMP)
 	@test -n "$(NAME)" || { echo "usage: make robust NAME=<experiment> [CKPT=path.ckpt] [VARIANCES=v1,v2,...] [ARGS=\"key=value ...\"]"; $(BIN)/python -m salseg list; exit 2; }

@@ -19,12 +19,22 @@ def _cmd_run(args) -> int:
     comparison = load_comparison(args.name)
     if comparison is not None:  # e.g. quickstart: several experiments, one comparison table
         if args.print_config:
-            for entry, overrides in comparison_entries(comparison, args.overrides).items():
+            from salseg.studies.launch import describe_launch, load_launcher, split_launcher_overrides
+            from salseg.studies.plan import comparison_plan
+
+            mine, rest = split_launcher_overrides(args.overrides)
+            print(describe_launch("comparison", args.name, comparison_plan(comparison), rest, load_launcher(mine)))
+            for entry, overrides in comparison_entries(comparison, rest).items():
                 print(f"# {args.name}: {entry}\n" + OmegaConf.to_yaml(compose(entry, overrides), resolve=True))
             return 0
+        from salseg.studies.launch import launch_comparison, load_launcher, split_launcher_overrides
         from salseg.studies.run import run_comparison
 
-        run_comparison(args.name, args.overrides, resume=args.resume)
+        mine, rest = split_launcher_overrides(args.overrides)
+        launcher = load_launcher(mine)
+        if launcher.kind == "slurm":
+            return launch_comparison(args.name, rest, launcher, resume=args.resume)
+        run_comparison(args.name, rest, resume=args.resume)
         return 0
     cfg = compose(args.name, args.overrides)
     if args.print_config:
@@ -35,10 +45,26 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_ablate(args) -> int:
+    from salseg.studies.launch import describe_launch, launch_ablation, load_launcher, split_launcher_overrides
     from salseg.studies.run import run_ablation
 
-    run_ablation(args.name, args.overrides, resume=args.resume)
+    mine, rest = split_launcher_overrides(args.overrides)  # launcher=slurm launcher.partition=...: the launcher's
+    launcher = load_launcher(mine)
+    if args.print_config:
+        from salseg.studies.plan import ablation_plan, load_ablation
+
+        print(describe_launch("ablation", args.name, ablation_plan(load_ablation(args.name)), rest, launcher))
+        return 0
+    if launcher.kind == "slurm":
+        return launch_ablation(args.name, rest, launcher, resume=args.resume)
+    run_ablation(args.name, rest, resume=args.resume)
     return 0
+
+
+def _cmd_collect(args) -> int:
+    from salseg.studies.collect import collect_study, find_study
+
+    return collect_study(find_study(args.name, args.study), args.name)
 
 
 def _cmd_robust(args) -> int:
@@ -162,7 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("overrides", nargs="*", help="overrides applied to every variant")
     a.add_argument("--resume", action="store_true", help="reuse the newest study folder: skip the variants whose "
                    "run completed, run the rest")
+    a.add_argument("--print-config", action="store_true", help="print the launcher config (and each SLURM job's "
+                   "resources) and exit")
     a.set_defaults(func=_cmd_ablate)
+
+    co = sub.add_parser("collect", help="a study's table from its complete variants (a SLURM study's collect job; "
+                        "any study folder): prints each variant's state, exit 1 when one is not complete")
+    co.add_argument("name", help="the ablation or comparison")
+    co.add_argument("--study", metavar="DIR", help="the study folder (default: the newest of NAME)")
+    co.set_defaults(func=_cmd_collect)
 
     rb = sub.add_parser("robust", help="robustness study (MEnet Table II / Fig. 8): test under AWGN and JPEG at random "
                         "strengths and at fixed noise variances; write a table + max-F-vs-variance plot")

@@ -42,6 +42,7 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
     from salseg.callbacks.evaluation import MapEvaluation
     from salseg.callbacks.from_config import build_callbacks
     from salseg.callbacks.guards import NonFiniteLossGuard
+    from salseg.studies.preemption import SaveOnSigterm
 
     start = time.time()
     container = resolve(cfg)  # also raises early on a missing interpolation
@@ -85,6 +86,7 @@ def run(cfg: DictConfig, resume: bool = False) -> RunResult:
             ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, save_last=False,
                             every_n_epochs=1, enable_version_counter=False),
             NonFiniteLossGuard(),
+            SaveOnSigterm(run_dir / "checkpoints" / "last.ckpt"),  # preemption: last.ckpt at the current step
         ]
     # The user's own (config `callbacks`, from an allow-list), after the run's: their ModelCheckpoints write under
     # checkpoints/<name>/, never the run's last.ckpt; those that act in training only are left out of a test run.

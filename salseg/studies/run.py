@@ -17,6 +17,7 @@ rest (continuing an interrupted training from its ``checkpoints/last.ckpt`` when
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -49,24 +50,68 @@ def last_checkpoint(run_dir: str | Path) -> Path:
 
 class StudyState:
     """``<study folder>/plan_state.json``: entry -> {run_dir, config (resolved, as planned)}, rewritten atomically
-    after each entry runs or fails, so a resumed study knows which runs it can collect instead of rerunning."""
+    after each entry runs or fails, so a resumed study knows which runs it can collect instead of rerunning.
+
+    A SLURM study (:mod:`salseg.studies.launch`) adds per entry the job id and log paths, and a ``study`` block
+    (kind, name, overrides) that ``salseg collect`` reads; its variants' jobs record their runs concurrently, so a
+    record re-reads the file under a lock and changes only its own entry."""
 
     FILE = "plan_state.json"
 
     def __init__(self, folder: Path, resume: bool):
         self.path = Path(folder) / self.FILE
-        self.entries: dict[str, dict] = (json.loads(self.path.read_text())["entries"]
-                                         if resume and self.path.is_file() else {})
+        doc = json.loads(self.path.read_text()) if resume and self.path.is_file() else {}
+        self.entries: dict[str, dict] = doc.get("entries", {})
+        self.study: dict = doc.get("study", {})
 
-    def record(self, entry: str, run_dir: str | Path, config: dict) -> None:
-        self.entries[entry] = {"run_dir": str(run_dir), "config": config}
-        if tracking.env_global_rank() == 0:  # under DDP every process runs the loop; one writes
-            write_json(self.path, {"entries": self.entries})
+    def record(self, entry: str, run_dir: str | Path | None = None, config: dict | None = None, **extra) -> None:
+        """Set ``entry``'s run (and config), and any ``extra`` fields (job_id, stdout, ...), keeping its others."""
+        got = {**({"run_dir": str(run_dir)} if run_dir is not None else {}),
+               **({"config": config} if config is not None else {}), **extra}
+        if tracking.env_global_rank() != 0:  # under DDP every process runs the loop; one writes
+            self.entries.setdefault(entry, {}).update(got)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(self.path.with_suffix(".lock")):
+            if self.path.is_file():
+                doc = json.loads(self.path.read_text())
+                self.entries = {**doc.get("entries", {}), **{k: v for k, v in self.entries.items()
+                                                             if k not in doc.get("entries", {})}}
+                self.study = doc.get("study", self.study)
+            self.entries.setdefault(entry, {}).update(got)
+            write_json(self.path, {"entries": self.entries, **({"study": self.study} if self.study else {})})
+
+    def describe(self, **study) -> None:
+        """Record what the study is (kind, name, overrides...): ``salseg collect`` plans it again from this."""
+        self.study = study
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(self.path.with_suffix(".lock")):
+            entries = json.loads(self.path.read_text()).get("entries", {}) if self.path.is_file() else {}
+            self.entries = {**self.entries, **entries}
+            write_json(self.path, {"entries": self.entries, "study": self.study})
 
     def recorded_run(self, entry: str, config: dict) -> Path | None:
         """The run folder recorded for ``entry`` if it ran with this same config, else None."""
         got = self.entries.get(entry)
-        return Path(got["run_dir"]) if got and got["config"] == config else None
+        return Path(got["run_dir"]) if got and got.get("run_dir") and got.get("config") == config else None
+
+    def run_dirs(self) -> dict[str, str]:
+        """entry -> recorded run folder (the runs a ``checkpoint_of`` job reads)."""
+        return {e: got["run_dir"] for e, got in self.entries.items() if got.get("run_dir")}
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive ``flock`` on ``path`` (jobs on several nodes share the study folder over NFS, where flock
+    is honoured by Linux's NFS client)."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def comparable(config: dict) -> dict:
@@ -101,6 +146,11 @@ def study_folder(parent: Path, resume: bool) -> Path:
     return parent / time.strftime("%Y%m%d-%H%M%S")
 
 
+def run_key(v: Variant) -> tuple:
+    """Entries with the same key ask for the same run (they differ only in the map their row shows)."""
+    return v.experiment, v.overrides, v.checkpoint_of, v.use_checkpoint_of
+
+
 def run_each(plan: list[Variant], execute: Callable[[Variant, dict[str, str]], R],
              announce: Callable[[int, Variant, bool], None],
              collect: Callable[[Variant, R], None] | None = None) -> tuple[list[tuple[Variant, R]], dict[str, str]]:
@@ -113,7 +163,7 @@ def run_each(plan: list[Variant], execute: Callable[[Variant, dict[str, str]], R
     results: list[tuple[Variant, R]] = []
     run_dirs: dict[str, str] = {}
     for i, v in enumerate(plan, 1):
-        key = (v.experiment, v.overrides, v.checkpoint_of, v.use_checkpoint_of)
+        key = run_key(v)
         announce(i, v, key in done)
         if key not in done:
             done[key] = execute(v, run_dirs)
@@ -124,6 +174,71 @@ def run_each(plan: list[Variant], execute: Callable[[Variant, dict[str, str]], R
     return results, run_dirs
 
 
+def variant_overrides(kind: str, name: str, v: Variant, run_dirs: dict[str, str], extra_overrides: list[str],
+                      runs_dir: str | None) -> list[str]:
+    """The overrides of one planned entry: its own, the study's W&B group and tags, the caller's, and the
+    checkpoints of the earlier entries it uses (``run_dirs``: entry -> run folder)."""
+    ovr = list(v.overrides) + [f"group={name}", f"tags=[{kind},{name},{v.name}]",
+                               f'notes="{kind} {name}: {v.name}"',  # quoted: unquoted "a: b" is a mapping
+                               *extra_overrides]
+    if v.checkpoint_of:
+        ovr += ["test_only=true", f"ckpt_path={last_checkpoint(run_dirs[v.checkpoint_of])}"]
+    ovr += [f"{k}={last_checkpoint(run_dirs[ref])}" for k, ref in v.use_checkpoint_of]
+    if runs_dir:
+        ovr.append(f"runs_dir={runs_dir}")
+    return ovr
+
+
+def run_variant(kind: str, name: str, v: Variant, run_dirs: dict[str, str], extra_overrides: list[str],
+                runs_dir: str | None, state: StudyState | None = None, also: tuple[str, ...] = ()):
+    """Run one entry (the local loop and a SLURM job both call this, so both make the same run folder).
+
+    ``state``: an entry whose recorded run is complete with the same config is loaded instead of run; one whose
+    recorded training was interrupted (a killed study, a preempted job) continues from its ``last.ckpt``. The run
+    is recorded for ``v`` and for the entries ``also`` that share it."""
+    from salseg import runner
+
+    ovr = variant_overrides(kind, name, v, run_dirs, extra_overrides, runs_dir)
+    if state is None:
+        return runner.run(compose(v.experiment, ovr))
+    planned = comparable(resolve(compose(v.experiment, ovr)))
+    earlier = state.recorded_run(v.name, planned)
+    if earlier is not None and is_complete(earlier):
+        print(f"[salseg] {v.name}: complete in {earlier}, not rerun")
+        return load_result(earlier)
+    if earlier is not None and last_checkpoint(earlier).is_file() and not planned["test_only"]:
+        # an interrupted training with the same config: continue it (Lightning restores epoch and optimizer)
+        print(f"[salseg] {v.name}: continuing the interrupted run {earlier} from its last.ckpt")
+        ovr.append(f"ckpt_path={last_checkpoint(earlier)}")
+    before = os.environ.get(tracking.RUN_DIR_ENV)
+    try:
+        result = runner.run(compose(v.experiment, ovr))
+    except BaseException:
+        started = os.environ.get(tracking.RUN_DIR_ENV)  # the runner names its run folder here once made
+        if started and started != before:
+            state.record(v.name, started, planned)
+        raise
+    for entry in (v.name, *also):
+        state.record(entry, result.run_dir, planned)
+    return result
+
+
+def add_rows(got: Collected, kind: str, name: str, v: Variant, result) -> None:
+    """The table rows (and PR curves) of one entry's run: an ablation row is one map of its run; a comparison
+    shows every map an entry made (GD's CNN2+3, CNN1 and gradient maps; raw / smoothed / refined), as rows
+    "<entry>: <map>" after the primary one."""
+    map_name = v.map or next(iter(result.metrics))
+    if map_name not in result.metrics:
+        raise ConfigError(f"{kind} {name}, variant {v.name!r}: the run made no map {map_name!r}; it made "
+                          f"{list(result.metrics)}")
+    shown = [map_name] if kind == "ablation" else list(result.metrics)
+    for m in shown:
+        label = v.name if m == map_name else f"{v.name}: {m}"
+        got.rows[label] = result.metrics[m]
+        for dataset, c in result.curves.get(m, {}).items():
+            got.curves[f"{label} ({dataset})" if len(result.curves.get(m, {})) > 1 else label] = c["pr"]
+
+
 def run_plan(kind: str, name: str, plan: list[Variant], extra_overrides: list[str], runs_dir: str | None,
              state: StudyState | None = None) -> Collected:
     """Run each variant of ``plan`` (W&B group = ``name``) and collect its rows. Variants that differ only in
@@ -131,7 +246,6 @@ def run_plan(kind: str, name: str, plan: list[Variant], extra_overrides: list[st
 
     ``state``: record each entry's run there; an entry whose recorded run is complete with the same config is
     collected from disk instead of run (a resumed study)."""
-    from salseg import runner
 
     def announce(i: int, v: Variant, reused: bool) -> None:
         shown = " ".join(v.overrides) if kind == "ablation" else v.experiment
@@ -143,53 +257,10 @@ def run_plan(kind: str, name: str, plan: list[Variant], extra_overrides: list[st
               + (f", map {v.map}" if v.map else "") + (" (same run as above)" if reused else ""))
 
     def execute(v: Variant, run_dirs: dict[str, str]):
-        ovr = list(v.overrides) + [f"group={name}", f"tags=[{kind},{name},{v.name}]",
-                                   f'notes="{kind} {name}: {v.name}"',  # quoted: unquoted "a: b" is a mapping
-                                   *extra_overrides]
-        if v.checkpoint_of:
-            ovr += ["test_only=true", f"ckpt_path={last_checkpoint(run_dirs[v.checkpoint_of])}"]
-        ovr += [f"{k}={last_checkpoint(run_dirs[ref])}" for k, ref in v.use_checkpoint_of]
-        if runs_dir:
-            ovr.append(f"runs_dir={runs_dir}")
-        if state is None:
-            return runner.run(compose(v.experiment, ovr))
-        planned = comparable(resolve(compose(v.experiment, ovr)))
-        earlier = state.recorded_run(v.name, planned)
-        if earlier is not None and is_complete(earlier):
-            print(f"[salseg] {v.name}: complete in {earlier}, not rerun")
-            return load_result(earlier)
-        if earlier is not None and last_checkpoint(earlier).is_file() and not planned["test_only"]:
-            # an interrupted training with the same config: continue it (Lightning restores epoch and optimizer)
-            print(f"[salseg] {v.name}: continuing the interrupted run {earlier} from its last.ckpt")
-            ovr.append(f"ckpt_path={last_checkpoint(earlier)}")
-        before = os.environ.get(tracking.RUN_DIR_ENV)
-        try:
-            result = runner.run(compose(v.experiment, ovr))
-        except BaseException:
-            started = os.environ.get(tracking.RUN_DIR_ENV)  # the runner names its run folder here once made
-            if started and started != before:
-                state.record(v.name, started, planned)
-            raise
-        state.record(v.name, result.run_dir, planned)
-        return result
+        return run_variant(kind, name, v, run_dirs, extra_overrides, runs_dir, state)
 
     got = Collected()
-
-    def collect(v: Variant, result) -> None:
-        map_name = v.map or next(iter(result.metrics))
-        if map_name not in result.metrics:
-            raise ConfigError(f"{kind} {name}, variant {v.name!r}: the run made no map {map_name!r}; it made "
-                              f"{list(result.metrics)}")
-        # an ablation row is one map of its run; a comparison shows every map an entry made (GD's CNN2+3, CNN1
-        # and gradient maps; raw / smoothed / refined), as rows "<entry>: <map>" after the primary one
-        shown = [map_name] if kind == "ablation" else list(result.metrics)
-        for m in shown:
-            label = v.name if m == map_name else f"{v.name}: {m}"
-            got.rows[label] = result.metrics[m]
-            for dataset, c in result.curves.get(m, {}).items():
-                got.curves[f"{label} ({dataset})" if len(result.curves.get(m, {})) > 1 else label] = c["pr"]
-
-    got.run_dirs = run_each(plan, execute, announce, collect)[1]
+    got.run_dirs = run_each(plan, execute, announce, lambda v, result: add_rows(got, kind, name, v, result))[1]
     return got
 
 

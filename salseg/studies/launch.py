@@ -1,0 +1,324 @@
+"""The study launchers (``launcher=local|slurm``, ``configs/launcher/``; README "Studies on SLURM").
+
+``local`` (the default) runs a study's variants one after another in this process (:mod:`salseg.studies.run`).
+``slurm`` submits each variant as its own SLURM job through submitit, with the resources of the variant's trainer
+config, then a collect job (``afterany``) that writes the study's table (:mod:`salseg.studies.collect`):
+
+* one job per run: variants that share a run (same overrides, another map of it) are submitted once;
+* a ``checkpoint_of`` / ``use_checkpoint_of`` variant waits (``afterok``) for the job of the variant it uses and
+  reads that run's folder from ``plan_state.json`` when it starts (only then is the folder known);
+* every job calls :func:`salseg.studies.run.run_variant`, the local loop's own step, so its run folder and
+  metrics.json are those of a local run; ``plan_state.json`` records each variant's job id and log paths;
+* ``--resume`` reuses the newest study folder: complete variants are skipped, jobs still in the queue left alone,
+  failed or never-run variants submitted again;
+* preemption: a SIGTERM during training saves ``checkpoints/last.ckpt`` and requeues the job
+  (:mod:`salseg.studies.preemption`); the restarted job continues the recorded run from it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+from salseg.config import ConfigError, compose, load_group, resolve
+from salseg.errors import SalsegError, import_extra
+from salseg.studies.plan import Variant
+from salseg.studies.run import (
+    StudyState,
+    comparable,
+    is_complete,
+    run_key,
+    run_variant,
+    study_folder,
+    variant_overrides,
+)
+
+
+class LaunchError(SalsegError, RuntimeError):
+    """SLURM is missing or refused a job: one line naming the variant."""
+
+
+# ------------------------------------------------------------------------------------------ the launcher config
+def split_launcher_overrides(overrides) -> tuple[list[str], list[str]]:
+    """``(launcher overrides, the rest)``: ``launcher=NAME`` and ``launcher.<key>=value`` configure the launcher,
+    every other override goes to the variants."""
+    mine = [o for o in overrides if o.split("=", 1)[0] == "launcher" or o.startswith("launcher.")]
+    return mine, [o for o in overrides if o not in mine]
+
+
+def load_launcher(overrides) -> DictConfig:
+    """``configs/launcher/<NAME>.yaml`` (``launcher=NAME``; default ``local``) with ``launcher.<key>=value``
+    applied; an unknown key is one line naming it and the known keys."""
+    name = "local"
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r} is not of the form key=value (e.g. launcher=slurm)")
+        key, value = o.split("=", 1)
+        if key == "launcher":
+            name = value
+    cfg = load_group("launcher", name)
+    OmegaConf.set_struct(cfg, True)
+    for o in overrides:
+        key, value = o.split("=", 1)
+        if key == "launcher":
+            continue
+        sub = key.removeprefix("launcher.")
+        try:
+            OmegaConf.update(cfg, sub, OmegaConf.from_dotlist([f"x={value}"]).x, merge=False, force_add=False)
+        except (ConfigAttributeError, ConfigKeyError) as err:
+            raise ConfigError(f"unknown launcher key {key!r} for launcher={name}; known keys: "
+                              f"{', '.join(str(k) for k in cfg.keys())}") from err
+    if cfg.get("kind") not in ("local", "slurm"):
+        raise ConfigError(f"launcher={name}: kind must be local or slurm, got {cfg.get('kind')!r}")
+    return cfg
+
+
+# ------------------------------------------------------------------------------------------ resources
+def _devices_per_node(devices, where: str) -> int | None:
+    """trainer.devices as a count (None: "all of them", -1 / "auto", which a job must be given explicitly)."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    if isinstance(devices, int) and devices > 0:
+        return devices
+    if isinstance(devices, str) and "," in devices:
+        return len([d for d in devices.split(",") if d.strip()])
+    return None
+
+
+def job_resources(config: dict, launcher: DictConfig, where: str) -> dict:
+    """submitit SlurmExecutor parameters for one variant's run (``config``: its resolved config).
+
+    Lightning's SLURM environment starts one process per task: on GPUs, ``--ntasks-per-node`` must equal the
+    devices per node (Lightning docs, "Run on an on-prem cluster (advanced)": SLURM)."""
+    trainer = config.get("trainer", {})
+    accelerator = str(trainer.get("accelerator", "auto"))
+    devices = _devices_per_node(trainer.get("devices", 1), where)
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and launcher.gpus_per_node)
+    gpus = launcher.gpus_per_node or (devices if gpu else None)
+    if gpu and not gpus:
+        raise ConfigError(f"{where}: trainer.devices={trainer.get('devices')!r} on {accelerator} does not say how "
+                          "many GPUs a job needs: set launcher.gpus_per_node (or trainer.devices=N)")
+    tasks = launcher.tasks_per_node or (gpus if gpu else devices or 1)
+    params = {
+        "nodes": int(launcher.nodes or trainer.get("num_nodes", 1) or 1),
+        "ntasks_per_node": int(tasks),
+        "cpus_per_task": int(launcher.cpus_per_task or int(config.get("data", {}).get("num_workers", 0) or 0) + 1),
+        "time": int(launcher.timeout_min),
+    }
+    if gpu:
+        params["gpus_per_node"] = int(gpus)
+    return {**params, **_common_params(launcher)}
+
+
+def _common_params(launcher: DictConfig, mem_gb=None) -> dict:
+    params: dict = {}
+    for key in ("partition", "account"):
+        if launcher.get(key):
+            params[key] = str(launcher[key])
+    mem = mem_gb if mem_gb is not None else launcher.get("mem_gb")
+    if mem:
+        params["mem"] = f"{mem}GB"
+    if launcher.get("setup"):
+        params["setup"] = [str(line) for line in launcher.setup]
+    extra = OmegaConf.to_container(launcher.additional_parameters) if launcher.get("additional_parameters") else {}
+    # a dependent job whose dependency failed is cancelled, not left pending for ever (which would also keep the
+    # afterany collect job waiting)
+    params["additional_parameters"] = {"kill_on_invalid_dep": "yes", **extra}
+    return params
+
+
+# ------------------------------------------------------------------------------------------ submission
+@dataclass
+class Submission:
+    """What one launch submitted: entry -> job id, and the collect job's id."""
+
+    jobs: dict[str, str] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict)
+    collect_job: str | None = None
+
+
+def slurm_executor(folder: Path):
+    """submitit's SlurmExecutor writing its scripts and logs under ``folder`` (``<study>/slurm``)."""
+    submitit = import_extra("submitit", "slurm", "launcher=slurm")
+    if shutil.which("sbatch") is None:
+        raise LaunchError("launcher=slurm: no `sbatch` on PATH (is this a SLURM login node?); "
+                          "run the study locally with launcher=local")
+    return submitit.SlurmExecutor(folder=folder)
+
+
+def active_jobs(job_ids) -> dict[str, str]:
+    """job id -> SLURM state (PENDING, RUNNING, ...) of those still in the queue (``squeue``: no accounting
+    database needed); jobs that ended are absent."""
+    ids = [str(j) for j in job_ids if j]
+    if not ids or shutil.which("squeue") is None:
+        return {}
+    got: dict[str, str] = {}
+    for job_id in ids:  # one call each: squeue refuses the whole list when one id has left its memory
+        out = subprocess.run(["squeue", "--noheader", "--format=%i|%T", f"--jobs={job_id}"],
+                             capture_output=True, text=True, timeout=60)
+        for line in out.stdout.splitlines():
+            jid, _, state = line.strip().partition("|")
+            if jid == job_id:
+                got[jid] = state
+    return got
+
+
+def launch_study(kind: str, name: str, plan: list[Variant], extra_overrides: list[str], runs_dir: str | None,
+                 out_subdir: Path, resume: bool, launcher: DictConfig, summary=(), executor=None) -> int:
+    """Submit the study's variants and its collect job; print one line per variant; return 0 (or, with
+    ``launcher.wait``, the collect step's status once its job ended). ``executor``: tests pass a stand-in."""
+    parent = Path(runs_dir or compose(plan[0].experiment, list(extra_overrides)).runs_dir) / out_subdir
+    out = study_folder(parent.resolve(), resume)
+    executor = executor or slurm_executor(out / "slurm")
+    state = StudyState(out, resume)
+    state.describe(kind=kind, name=name, overrides=list(extra_overrides), runs_dir=runs_dir,
+                   summary=list(summary), launcher=OmegaConf.to_container(launcher))
+    active = active_jobs(e.get("job_id") for e in state.entries.values()) if resume else {}
+    got = Submission()
+    first_of: dict[tuple, Variant] = {}  # run key -> the entry that runs it
+    sharing: dict[str, list[str]] = {}
+    for v in plan:
+        if run_key(v) in first_of:
+            sharing[first_of[run_key(v)].name].append(v.name)
+        else:
+            first_of[run_key(v)] = v
+            sharing[v.name] = []
+    done: set[str] = set()
+    for v in first_of.values():
+        where = f"{kind} {name}, variant {v.name!r}"
+        refs = ([v.checkpoint_of] if v.checkpoint_of else []) + [r for _, r in v.use_checkpoint_of]
+        known = state.run_dirs()
+        run_dirs = {r: known.get(r, "<from its job>") for r in refs}
+        config = resolve(compose(v.experiment, variant_overrides(kind, name, v, run_dirs, extra_overrides,
+                                                                 runs_dir)))
+        entry = state.entries.get(v.name, {})
+        if all(r in done for r in refs):
+            earlier = state.recorded_run(v.name, comparable(config))
+            if earlier is not None and is_complete(earlier):
+                print(f"[salseg] {where}: complete in {earlier}, not resubmitted")
+                done.update([v.name, *sharing[v.name]])
+                continue
+        if entry.get("job_id") in active:
+            job_id = entry["job_id"]
+            print(f"[salseg] {where}: job {job_id} is still {active[job_id]}, left alone")
+            got.jobs[v.name], got.logs[v.name] = job_id, entry.get("stdout", "")
+            continue
+        deps = sorted({got.jobs[r] for r in refs if r in got.jobs})
+        params = {**job_resources(config, launcher, where), "job_name": f"{name}:{v.name}"}
+        if deps:
+            params["dependency"] = "afterok:" + ":".join(deps)
+        executor.update_parameters(**params)
+        job = _submit(executor, where, run_job, str(out), kind, name, v, list(extra_overrides), runs_dir,
+                      tuple(sharing[v.name]))
+        logs = {"job_id": str(job.job_id), "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}
+        for entry_name in (v.name, *sharing[v.name]):
+            state.record(entry_name, **logs)
+            got.jobs[entry_name], got.logs[entry_name] = logs["job_id"], logs["stdout"]
+    for v in plan:  # one line per variant, in plan order
+        if v.name in got.jobs:
+            print(f"[salseg] {kind} {name}: {v.name}  job {got.jobs[v.name]}  log {got.logs[v.name]}")
+    if not got.jobs:
+        print(f"[salseg] {kind} {name}: every variant is complete; collecting")
+        from salseg.studies.collect import collect_study
+
+        return collect_study(out)
+    c = launcher.collect
+    executor.update_parameters(job_name=f"{name}:collect", nodes=1, ntasks_per_node=1,
+                               cpus_per_task=int(c.cpus_per_task), time=int(c.timeout_min),
+                               dependency="afterany:" + ":".join(sorted(set(got.jobs.values()))),
+                               **_common_params(launcher, mem_gb=c.mem_gb))
+    job = _submit(executor, f"{kind} {name}, the collect job", collect_job, str(out))
+    got.collect_job = str(job.job_id)
+    state.describe(**{**state.study, "collect_job": got.collect_job, "collect_log": str(job.paths.stdout)})
+    print(f"[salseg] {kind} {name}: collect  job {job.job_id}  log {job.paths.stdout}  (afterany); "
+          f"study folder {out}")
+    if not launcher.wait:
+        return 0
+    while active_jobs([got.collect_job]):
+        time.sleep(5)
+    from salseg.studies.collect import collect_study
+
+    return collect_study(out, write=False)
+
+
+def _submit(executor, where: str, fn, *args):
+    """executor.submit, with sbatch's refusal (a bad partition or account) as one line naming the variant."""
+    try:
+        return executor.submit(fn, *args)
+    except Exception as err:
+        if type(err).__name__ not in ("FailedJobError", "CalledProcessError"):
+            raise
+        text = " ".join(line.strip() for line in str(err).splitlines() if line.strip()
+                        and not line.startswith(("Traceback", "  ")))
+        raise LaunchError(f"{where}: sbatch refused the job: {text}") from err
+
+
+# ------------------------------------------------------------------------------------------ inside the jobs
+def run_job(study: str, kind: str, name: str, v: Variant, extra_overrides: list[str], runs_dir: str | None,
+            also: tuple[str, ...] = ()) -> str:
+    """One variant's job: the local loop's step (:func:`run_variant`) with the run folders recorded so far (those
+    of the variants it depends on, which ended before it started), recording its own. A requeued job finds its
+    interrupted run recorded and continues from its last.ckpt. Returns the run folder."""
+    from salseg.studies.preemption import REQUEUE_ENV
+
+    os.environ[REQUEUE_ENV] = "1"  # salseg.studies.preemption: a SIGTERM in training saves last.ckpt, requeues
+    # submitit signals a time-out with SIGUSR2 (sbatch --signal=USR2@90) and requeues only checkpointable
+    # functions; a time-out is handled as a preemption instead, by the SIGTERM path above
+    signal.signal(signal.SIGUSR2, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+    state = StudyState(Path(study), resume=True)
+    restart = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    if restart:
+        print(f"[salseg] {v.name}: restart {restart} of job {os.environ.get('SLURM_JOB_ID')}")
+    result = run_variant(kind, name, v, state.run_dirs(), extra_overrides, runs_dir, state, also)
+    return str(result.run_dir)
+
+
+def collect_job(study: str) -> int:
+    """The collect job: the study's table; a study with a variant not complete makes the job fail (exit 1)."""
+    from salseg.studies.collect import collect_study
+
+    code = collect_study(Path(study))
+    if code:
+        sys.exit(code)
+    return code
+
+
+# ------------------------------------------------------------------------------------------ the commands
+def launch_ablation(name: str, overrides: list[str], launcher: DictConfig, resume: bool = False) -> int:
+    from salseg.studies.plan import ablation_plan, load_ablation
+
+    abl = load_ablation(name)
+    return launch_study("ablation", name, ablation_plan(abl), overrides, None, Path("ablations") / name, resume,
+                        launcher, summary=list(abl.get("summary") or []))
+
+
+def launch_comparison(name: str, overrides: list[str], launcher: DictConfig, resume: bool = False) -> int:
+    from salseg.studies.plan import comparison_plan, load_comparison
+
+    return launch_study("comparison", name, comparison_plan(load_comparison(name)), overrides, None, Path(name),
+                        resume, launcher)
+
+
+def describe_launch(kind: str, name: str, plan: list[Variant], overrides: list[str], launcher: DictConfig) -> str:
+    """The launcher config and, for SLURM, each job's sbatch resources (``--print-config``)."""
+    text = "# launcher\n" + OmegaConf.to_yaml(launcher)
+    if launcher.kind != "slurm":
+        return text
+    for v in plan:
+        refs = ([v.checkpoint_of] if v.checkpoint_of else []) + [r for _, r in v.use_checkpoint_of]
+        config = resolve(compose(v.experiment, variant_overrides(kind, name, v, {r: "<from its job>" for r in refs},
+                                                                 overrides, None)))
+        params = job_resources(config, launcher, f"{kind} {name}, variant {v.name!r}")
+        text += f"# job {name}:{v.name}\n" + OmegaConf.to_yaml(params)
+    return text
