@@ -29,6 +29,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+from salseg import config_paths
 from salseg.config import ConfigError, compose, load_group, resolve
 from salseg.errors import SalsegError, import_extra
 from salseg.studies.plan import Variant
@@ -185,6 +186,7 @@ def launch_study(kind: str, name: str, plan: list[Variant], extra_overrides: lis
     state.describe(kind=kind, name=name, overrides=list(extra_overrides), runs_dir=runs_dir,
                    summary=list(summary), launcher=OmegaConf.to_container(launcher))
     active = active_jobs(e.get("job_id") for e in state.entries.values()) if resume else {}
+    config_dirs = [str(d.resolve()) for d in config_paths.user_dirs()]  # --config-dir, for the jobs' lookups
     got = Submission()
     first_of: dict[tuple, Variant] = {}  # run key -> the entry that runs it
     sharing: dict[str, list[str]] = {}
@@ -220,7 +222,7 @@ def launch_study(kind: str, name: str, plan: list[Variant], extra_overrides: lis
             params["dependency"] = "afterok:" + ":".join(deps)
         executor.update_parameters(**params)
         job = _submit(executor, where, run_job, str(out), kind, name, v, list(extra_overrides), runs_dir,
-                      tuple(sharing[v.name]))
+                      tuple(sharing[v.name]), config_dirs)
         logs = {"job_id": str(job.job_id), "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}
         for entry_name in (v.name, *sharing[v.name]):
             state.record(entry_name, **logs)
@@ -238,7 +240,7 @@ def launch_study(kind: str, name: str, plan: list[Variant], extra_overrides: lis
                                cpus_per_task=int(c.cpus_per_task), time=int(c.timeout_min),
                                dependency="afterany:" + ":".join(sorted(set(got.jobs.values()))),
                                **_common_params(launcher, mem_gb=c.mem_gb))
-    job = _submit(executor, f"{kind} {name}, the collect job", collect_job, str(out))
+    job = _submit(executor, f"{kind} {name}, the collect job", collect_job, str(out), config_dirs)
     got.collect_job = str(job.job_id)
     state.describe(**{**state.study, "collect_job": got.collect_job, "collect_log": str(job.paths.stdout)})
     print(f"[salseg] {kind} {name}: collect  job {job.job_id}  log {job.paths.stdout}  (afterany); "
@@ -266,7 +268,7 @@ def _submit(executor, where: str, fn, *args):
 
 # ------------------------------------------------------------------------------------------ inside the jobs
 def run_job(study: str, kind: str, name: str, v: Variant, extra_overrides: list[str], runs_dir: str | None,
-            also: tuple[str, ...] = ()) -> str:
+            also: tuple[str, ...] = (), config_dirs: list[str] = ()) -> str:
     """One variant's job: the local loop's step (:func:`run_variant`) with the run folders recorded so far (those
     of the variants it depends on, which ended before it started), recording its own. A requeued job finds its
     interrupted run recorded and continues from its last.ckpt. Returns the run folder."""
@@ -276,6 +278,7 @@ def run_job(study: str, kind: str, name: str, v: Variant, extra_overrides: list[
     # submitit signals a time-out with SIGUSR2 (sbatch --signal=USR2@90) and requeues only checkpointable
     # functions; a time-out is handled as a preemption instead, by the SIGTERM path above
     signal.signal(signal.SIGUSR2, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+    config_paths.set_config_dirs(list(config_dirs))
     state = StudyState(Path(study), resume=True)
     restart = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
     if restart:
@@ -284,10 +287,11 @@ def run_job(study: str, kind: str, name: str, v: Variant, extra_overrides: list[
     return str(result.run_dir)
 
 
-def collect_job(study: str) -> int:
+def collect_job(study: str, config_dirs: list[str] = ()) -> int:
     """The collect job: the study's table; a study with a variant not complete makes the job fail (exit 1)."""
     from salseg.studies.collect import collect_study
 
+    config_paths.set_config_dirs(list(config_dirs))
     code = collect_study(Path(study))
     if code:
         sys.exit(code)
