@@ -256,8 +256,12 @@ def launch_study(kind: str, name: str, plan: list[Variant], extra_overrides: lis
 
 def _submit(executor, where: str, fn, *args):
     """executor.submit, with sbatch's refusal (a bad partition or account) as one line naming the variant."""
+    import contextlib
+    import io
+
     try:
-        return executor.submit(fn, *args)
+        with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's stderr too: it is in the error
+            return executor.submit(fn, *args)
     except Exception as err:
         if type(err).__name__ not in ("FailedJobError", "CalledProcessError"):
             raise
