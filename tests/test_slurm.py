@@ -1,0 +1,128 @@
+"""Against a real SLURM: the one-node cluster of `.ci/slurm_localhost.sh` (slurmctld + slurmd on this machine).
+
+The cluster fixture starts it when it is not up and stops only what it started; where it cannot run (not root,
+no slurm-wlm/munge and no way to install them, CI without the packages) every test here skips with the script's
+reason. The jobs run as root with this test's own python (``sys.executable``, the repo's venv), so they import
+salseg; there is no accounting database, so job states come from ``sacct -c`` (the jobcomp file) and ``squeue``.
+"""
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / ".ci" / "slurm_localhost.sh"
+SKIP_EXIT = 3  # the script's "cannot run here" status, with one "slurm_localhost: SKIP: <reason>" line
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """The localhost cluster, up; stopped at the end only when this fixture started it."""
+    if os.environ.get("CI") and shutil.which("sbatch") is None:
+        pytest.skip("SLURM tests: CI without slurm-wlm (no sbatch on PATH); run .ci/slurm_localhost.sh as root")
+    if shutil.which("apt-get") is None and shutil.which("sbatch") is None:
+        pytest.skip("SLURM tests: no sbatch and no apt-get to install slurm-wlm")
+    up = subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True, text=True).returncode == 0
+    if not up:
+        got = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=900)
+        if got.returncode == SKIP_EXIT:
+            reason = [ln for ln in got.stdout.splitlines() if "SKIP:" in ln] or [got.stdout.strip()]
+            pytest.skip(f"SLURM tests: {reason[-1]}")
+        assert got.returncode == 0, f"{SCRIPT} start failed:\n{got.stdout}{got.stderr}"
+    yield
+    if not up:
+        subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, text=True)
+
+
+def sacct_rows(job_id: str) -> list[list[str]]:
+    """One [jobid, jobname, state, exitcode] per run of the job (a requeued job has one row per run)."""
+    out = subprocess.run(["sacct", "-c", "-P", "-n", "-o", "jobid,jobname,state,exitcode", "-j", str(job_id)],
+                         capture_output=True, text=True, check=True).stdout
+    return [line.split("|") for line in out.splitlines() if line.strip()]
+
+
+def in_queue(job_id: str) -> bool:
+    out = subprocess.run(["squeue", "-h", "-o", "%i", "-j", str(job_id)], capture_output=True, text=True).stdout
+    return str(job_id) in out.split()
+
+
+def wait_until(what, timeout: float, message: str, every: float = 0.2):
+    deadline = time.time() + timeout
+    while not (got := what()):
+        assert time.time() < deadline, message()
+        time.sleep(every)
+    return got
+
+
+# A very narrow MEnet (depth 3, width 4) on 64 shapes images at 32 px: 8 steps an epoch, 40 in all.
+MAX_STEPS = 40
+TINY_MENET = [
+    "logger=csv", "model.depth=3", "model.width=4", "model.max_width=16", "data.image_size=32",
+    "data.num_workers=0", "data.val=null", "data.batch_size=8",
+    "data.train={dataset: shapes, split: train, size: 64, image_size: 32}",
+    "data.test={shapes: {dataset: shapes, split: test, size: 4}}", "data.eval_batch_size=4",
+    "trainer.max_epochs=100", f"trainer.max_steps={MAX_STEPS}", "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+]
+
+# A plain sbatch script, no launcher: the batch shell traps TERM (with `--full` the signal reaches it too, and an
+# untrapped bash dies of it, failing the job); salseg saves last.ckpt on TERM and, asked by SALSEG_REQUEUE_ON_TERM,
+# requeues the job (salseg.studies.preemption); the restarted job (SLURM_RESTART_COUNT=1) continues with --resume.
+JOB_SCRIPT = """#!/bin/bash
+#SBATCH --job-name=salseg_term_test
+#SBATCH --partition=debug
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=1
+#SBATCH --time=10
+#SBATCH --requeue
+#SBATCH --open-mode=append
+#SBATCH --output={log}
+trap 'echo "[batch] SIGTERM"' TERM
+echo "[batch] start SLURM_RESTART_COUNT=${{SLURM_RESTART_COUNT:-0}}"
+resume=""; [ "${{SLURM_RESTART_COUNT:-0}}" -gt 0 ] && resume=--resume
+cd {root}
+export SALSEG_REQUEUE_ON_TERM=1 OMP_NUM_THREADS=1 PYTHONWARNINGS=ignore WANDB_MODE=offline
+{python} -m salseg run menet_shapes {overrides} runs_dir={runs} $resume
+"""
+
+
+def _ckpt_step(path: Path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=False)["global_step"]
+
+
+def test_sbatch_training_killed_with_term_is_requeued_and_ends_at_max_steps(slurm_cluster, tmp_path):
+    runs, log = tmp_path / "runs", tmp_path / "job.log"
+    script = tmp_path / "job.sh"
+    script.write_text(JOB_SCRIPT.format(log=log, root=ROOT, python=sys.executable, runs=runs,
+                                        overrides=" ".join(shlex.quote(o) for o in TINY_MENET)))
+    job = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True, check=True)
+    job_id = job.stdout.strip().split(";")[0]
+    try:
+        # the epoch-0 checkpoint says training is under way (32 steps to go): preempt it there
+        wait_until(lambda: list(runs.glob("menet_shapes/*/checkpoints/last.ckpt")), 240,
+                   lambda: f"no checkpoint after 240 s; job {job_id} log:\n{log.read_text() if log.exists() else ''}",
+                   every=0.05)
+        subprocess.run(["scancel", "--signal=TERM", "--full", job_id], check=True)
+        wait_until(lambda: not in_queue(job_id), 300, lambda: f"job {job_id} still queued:\n{log.read_text()}", 1)
+    finally:
+        subprocess.run(["scancel", job_id], capture_output=True)
+    text = log.read_text()
+    (run_dir,) = (runs / "menet_shapes").iterdir()  # the restart continued the same run folder
+    saved = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("[salseg] SIGTERM: saved")]
+    assert len(saved) == 1 and 0 < saved[0] < MAX_STEPS, text[-3000:]  # saved mid-training, at the step reached
+    assert f"[salseg] SIGTERM: scontrol requeue {job_id}: requeued" in text
+    assert "[batch] start SLURM_RESTART_COUNT=1" in text
+    assert f"[salseg] resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in text
+    # jobcomp rows: the requeued run, then the completed one
+    assert [r[2:] for r in sacct_rows(job_id)] == [["PENDING", "0:0"], ["COMPLETED", "0:0"]], sacct_rows(job_id)
+    assert _ckpt_step(run_dir / "checkpoints" / "last.ckpt") == MAX_STEPS  # what an uninterrupted run ends at
+    doc = json.loads((run_dir / "metrics.json").read_text())
+    assert doc["status"] == "complete" and doc["n_images"] == {"shapes": 4}
