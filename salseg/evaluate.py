@@ -5,13 +5,13 @@ reads both as 8-bit grayscale the way ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``
 PySODMetrics and most Python SOD evaluation scripts), scores every pair with :class:`salseg.metrics.SODMetrics`
 and returns ``{"n_images", "metrics", "curves", ...}``.
 
-Speed: this path imports numpy, scipy and PIL only (no torch, torchmetrics or Lightning: their import alone
-costs seconds, more than scoring 300 maps). Reading and per-image statistics
-(:func:`salseg.metrics.functional.image_statistics_numpy`) run in forked worker processes (one per core by
-default) when there are at least ``MIN_PAIRS_PER_WORKER`` pairs per worker, in this process otherwise; only the
-small per-image statistics travel back. They are averaged here the way PySODMetrics averages its per-image
-lists (``np.mean`` over the stacked values), so the result equals :class:`salseg.metrics.SODMetrics` on the
-same maps (up to float summation order, ~1e-16).
+Speed: this path imports numpy, PIL and OpenCV only (no torch, torchmetrics or Lightning: their import alone costs
+seconds, more than scoring 300 maps; scipy, 0.3 s, only where OpenCV cannot give exact distances). Reading and
+per-image statistics (:func:`salseg.metrics.functional.image_statistics_numpy`) run in forked worker processes (one
+per core by default) when there are at least ``MIN_PAIRS_PER_WORKER`` pairs per worker, in this process otherwise;
+only the small per-image statistics travel back. They are averaged here the way PySODMetrics averages its per-image
+lists (``np.mean`` over the stacked values), so the result equals :class:`salseg.metrics.SODMetrics` on the same
+maps (up to float summation order, ~1e-16).
 
 Reading: one grey reading for masks and maps, shared with training (``salseg.data.io``): ground truths through
 ``read_gt`` (= ``io.read_mask``, the training datasets' reader), maps through ``read_gray`` (= ``io.read_gray``);
@@ -204,8 +204,8 @@ def _items(tasks: _PairScores, workers: int):
     global _TASKS
     _TASKS = tasks
     try:
-        # fork: the children inherit the tasks and the imported modules (numpy, scipy, PIL: no threads that a fork
-        # could leave locked, unlike OpenCV's or torch's thread pools) and start in milliseconds.
+        # fork: the children inherit the tasks and the imported modules (numpy, PIL, OpenCV with its thread pool
+        # off: no threads that a fork could leave locked, unlike torch's thread pool) and start in milliseconds.
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             for batch in pool.imap(_run_chunk, chunks):
                 yield from batch

@@ -1,4 +1,4 @@
-"""`salseg eval` scores folders without torch, torchmetrics or Lightning (issue 16 item 1), in worker processes
+"""`salseg eval` scores folders without torch, torchmetrics, Lightning or scipy (issue 16 item 1), in worker processes
 only when there are enough maps, with the values of the torch metric classes."""
 
 from __future__ import annotations
@@ -45,10 +45,12 @@ def test_cli_eval_imports_no_torch(tmp_path):
     code = (
         "import sys; from salseg import cli\n"
         f"rc = cli.main(['eval', '--pred', {str(pred)!r}, '--gt', {str(gt)!r}, '--json', {str(out)!r}])\n"
-        "heavy = sorted(m for m in ('torch', 'torchmetrics', 'lightning', 'pytorch_lightning', 'cv2') "
+        "heavy = sorted(m for m in ('torch', 'torchmetrics', 'lightning', 'pytorch_lightning', 'scipy') "
         "if m in sys.modules)\n"
         "assert rc == 0, rc\n"
         "assert not heavy, f'salseg eval imported {heavy}'\n"
+        "cv2 = sys.modules.get('cv2')  # used for the weighted F, with its thread pool off (safe to fork)\n"
+        "assert cv2 is not None and cv2.getNumThreads() == 1, cv2\n"
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]

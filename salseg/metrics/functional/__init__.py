@@ -18,9 +18,9 @@ histograms, cumulative counts, thresholds; also where and how it runs), one modu
 (:mod:`.fmeasure`, :mod:`.emeasure`, :mod:`.mae`, :mod:`.smeasure`, :mod:`.weighted_fmeasure`) and
 :mod:`.image_stats` (:func:`image_statistics`: every measure of one image in one pass).
 
-numpy / scipy only: no module here imports torch at import time (``salseg eval`` scores folders without it);
-torch tensors are accepted and, where a function returns curves, returned as tensors. ``F64`` (torch.float64)
-is resolved lazily.
+numpy, OpenCV and scipy only (the last two on first use): no module here imports torch at import time
+(``salseg eval`` scores folders without it); torch tensors are accepted and, where a function returns curves,
+returned as tensors. ``F64`` (torch.float64) is resolved lazily.
 """
 
 from salseg.metrics.functional.emeasure import emeasure_from_counts

@@ -21,9 +21,10 @@ Where it runs: numpy float64 on the CPU for the 256-entry tables and every float
 ~1 us in numpy against ~5-10 us of torch call overhead, and a map needs a few hundred of them); the per-pixel
 passes over a uint8 map (mask, joint codes, one joint histogram, centroid) are numpy on the same memory. Nothing
 here imports torch (``salseg eval`` runs without it); :func:`.image_stats.image_statistics` hands the results to
-the torch metric classes as float64 tensors. The weighted F-measure is numpy/scipy: torch has no exact
-Euclidean distance transform with nearest-feature indices (``scipy.ndimage.distance_transform_edt``), and once
-the map is in numpy scipy's separable 7x7 filter is also faster than a float64 ``conv2d``. Maps given on a GPU
+the torch metric classes as float64 tensors. The weighted F-measure is numpy/OpenCV (scipy for
+images too large for OpenCV's float32 distances): an exact Euclidean distance transform and, once the map is in
+numpy, a separable 7x7 filter faster than a float64 ``conv2d`` (the batched torch path of :mod:`.batched` does
+both on a device). Maps given on a GPU
 are copied to the CPU first (a uint8 map is ~0.1 MB): the per-image work is a few hundred small operations on
 256-entry tables, each of which would cost a kernel launch and a host synchronisation on a GPU, and the
 weighted F-measure needs the CPU anyway. The metric classes move the resulting sums back to their own device.
