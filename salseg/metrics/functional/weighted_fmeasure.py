@@ -50,7 +50,14 @@ for _dy, _dx in sorted(((dy, dx) for dy in range(-_REACH, _REACH + 1) for dx in 
                        key=lambda o: (o[1], o[0])):
     if 0 < _dy * _dy + _dx * _dx <= _BAND_D2:
         _OFFSETS.setdefault(_dy * _dy + _dx * _dx, []).append((_dy, _dx))
-_OFFSETS = dict(sorted(_OFFSETS.items()))  # by length, for the sorted search in _nearest_error_in_band
+# The same as a table indexed by squared length: row L lists the offsets of length L in order, the last repeated
+# to a common width (a pixel at squared distance L has a foreground pixel at one of them, so the first hit comes
+# before any repeat). Rows of lengths no grid offset has are never read.
+_WIDTH = max(len(v) for v in _OFFSETS.values())
+_DY, _DX = (np.zeros((_BAND_D2 + 1, _WIDTH), np.intp) for _ in range(2))
+for _length, _offsets in _OFFSETS.items():
+    _padded = _offsets + _offsets[-1:] * (_WIDTH - len(_offsets))
+    _DY[_length], _DX[_length] = zip(*_padded)
 
 # OpenCV's distances are float32: squaring and rounding recovers the exact integer d^2 while d^2 < 2^21 (the
 # float32 square's relative error is below 3 * 2^-24, under 0.4 there). Larger images use scipy.
@@ -112,25 +119,15 @@ def _nearest_error_in_band(err: np.ndarray, gt: np.ndarray, dist: np.ndarray, cr
     # in reach: 0 < d <= sqrt(18); the next distance a pixel grid has is sqrt(19) = 4.36
     band = np.flatnonzero((d_c > 0) & (d_c < _BAND_LIMIT))  # as flat indices of the crop
     length = exact_squares(d_c.ravel()[band]).astype(np.intp)
-    order = np.argsort(length, kind="stable")
-    band, length = band[order], length[order]
     cw = out.shape[1]
     y, x = band // cw + rows.start, band % cw + cols.start  # image coordinates
     gt_w = _padded_window(gt, rows, cols, _REACH)  # so that every offset stays inside (False outside the image)
     width, w = gt_w.shape[1], gt.shape[1]
     at_w = (y - rows.start + _REACH) * width + (x - cols.start + _REACH)
-    at = y * w + x
-    gt_flat, err_flat, out_flat = gt_w.ravel(), err.ravel(), out.reshape(-1)
-    bounds = np.searchsorted(length, list(_OFFSETS) + [_BAND_D2 + 1])
-    for (lo, hi), offsets in zip(zip(bounds[:-1], bounds[1:]), _OFFSETS.values()):
-        todo, todo_w, todo_at = band[lo:hi], at_w[lo:hi], at[lo:hi]
-        for dy, dx in offsets:  # each pixel has a foreground pixel at one of these: the loop ends with none left
-            if not todo.size:
-                break
-            hit = gt_flat[todo_w + (dy * width + dx)]
-            out_flat[todo[hit]] = err_flat[todo_at[hit] + (dy * w + dx)]  # a hit lies inside the image
-            miss = ~hit
-            todo, todo_w, todo_at = todo[miss], todo_w[miss], todo_at[miss]
+    dy, dx = _DY[length], _DX[length]  # (pixels, _WIDTH): each pixel's candidate offsets, in tie order
+    first = gt_w.ravel()[at_w[:, None] + (dy * width + dx)].argmax(axis=1)  # the first candidate on the fg
+    pick = np.arange(band.size)
+    out.reshape(-1)[band] = err.ravel()[(y + dy[pick, first]) * w + (x + dx[pick, first])]
     return out
 
 
