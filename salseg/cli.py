@@ -36,6 +36,15 @@ def _cmd_run(args) -> int:
             return launch_comparison(args.name, rest, launcher, resume=args.resume)
         run_comparison(args.name, rest, resume=args.resume)
         return 0
+    from salseg.studies.launch import split_launcher_overrides
+
+    mine, _ = split_launcher_overrides(args.overrides)
+    if mine:
+        from salseg.config import ConfigError
+
+        raise ConfigError(f"{mine[0]}: a launcher runs a study's variants (salseg ablate NAME, or a comparison); "
+                          f"{args.name!r} is one experiment: submit `salseg run {args.name}` with sbatch yourself "
+                          "(README \"Studies on SLURM\")")
     cfg = compose(args.name, args.overrides)
     if args.print_config:
         print(OmegaConf.to_yaml(cfg, resolve=True))

@@ -112,6 +112,12 @@ def test_ablate_print_config_shows_the_launcher_and_each_job(capsys):
     assert len(err) == 1 and "'launcher.partiton'" in err[0]
 
 
+def test_a_launcher_on_one_experiment_is_one_line(capsys):
+    assert main(["run", "rc_shapes", "launcher=slurm", "--print-config"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith("salseg: error: launcher=slurm: a launcher runs a study's variants")
+
+
 def test_job_resources_follow_the_trainer_config():
     slurm = load_launcher(["launcher=slurm", "launcher.mem_gb=32", "launcher.account=lab"])
     gpu = {"trainer": {"accelerator": "gpu", "devices": 4, "num_nodes": 2}, "data": {"num_workers": 5}}
