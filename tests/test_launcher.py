@@ -212,8 +212,17 @@ def test_no_sbatch_on_path_is_one_line(study, monkeypatch, capsys):
     assert not (study / "runs" / "ablations" / "four").exists()
 
 
+def test_without_submitit_the_slurm_launcher_names_its_extra(study, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "submitit", None)  # as if not installed
+    assert main(["ablate", "four", "launcher=slurm", f"runs_dir={study / 'runs'}"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith("salseg: error: launcher=slurm needs submitit") and "pip install 'salseg[slurm]'" in err
+
+
 def test_sbatch_refusing_a_job_names_the_variant(study, capsys):
-    from submitit.core.utils import FailedJobError
+    FailedJobError = pytest.importorskip("submitit.core.utils").FailedJobError
 
     class Refusing(FakeExecutor):
         def submit(self, fn, *args):
