@@ -123,9 +123,14 @@ def test_job_resources_follow_the_trainer_config():
     gpu = {"trainer": {"accelerator": "gpu", "devices": 4, "num_nodes": 2}, "data": {"num_workers": 5}}
     assert job_resources(gpu, slurm, "v") == {
         "nodes": 2, "ntasks_per_node": 4, "gpus_per_node": 4, "cpus_per_task": 6, "time": 60, "mem": "32GB",
-        "account": "lab", "additional_parameters": {"kill_on_invalid_dep": "yes"}}
+        "account": "lab", "additional_parameters": {"kill_on_invalid_dep": "yes"},
+        "setup": ["trap 'echo \"[salseg] batch shell: SIGTERM, waiting for the training\" >&2' TERM"]}
     cpu_ddp = job_resources({"trainer": {"accelerator": "cpu", "devices": 2}}, slurm, "v")
     assert (cpu_ddp["nodes"], cpu_ddp["ntasks_per_node"], "gpus_per_node" in cpu_ddp) == (1, 2, False)
+    assert "use_srun" not in cpu_ddp  # several processes: srun starts them
+    one = job_resources({"trainer": {"accelerator": "cpu", "devices": 1}}, slurm, "v")
+    assert one["use_srun"] is False and one["ntasks_per_node"] == 1  # one: python in the batch script itself
+    assert one["setup"][0].startswith("trap ") and one["setup"][0].endswith(" TERM")
     all_gpus = {"trainer": {"accelerator": "gpu", "devices": -1, "num_nodes": 1}}
     with pytest.raises(ConfigError, match="variant 'x'.*set launcher.gpus_per_node"):
         job_resources(all_gpus, slurm, "variant 'x'")

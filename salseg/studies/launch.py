@@ -119,6 +119,11 @@ def job_resources(config: dict, launcher: DictConfig, where: str) -> dict:
     }
     if gpu:
         params["gpus_per_node"] = int(gpus)
+    if params["nodes"] * params["ntasks_per_node"] == 1:
+        # one process: python runs in the batch script itself, not under srun, which answers a job-wide SIGTERM
+        # (a preemption, `scancel --signal=TERM --full`) by SIGKILLing its tasks before the training saved;
+        # several processes need srun (Lightning's SLURM environment: one task per device)
+        params["use_srun"] = False
     return {**params, **_common_params(launcher)}
 
 
@@ -130,8 +135,12 @@ def _common_params(launcher: DictConfig, mem_gb=None) -> dict:
     mem = mem_gb if mem_gb is not None else launcher.get("mem_gb")
     if mem:
         params["mem"] = f"{mem}GB"
-    if launcher.get("setup"):
-        params["setup"] = [str(line) for line in launcher.setup]
+    # A job-wide SIGTERM (a preemption, `scancel --signal=TERM --full`) also reaches the batch shell: untrapped, it
+    # would end the script (and the job) before the training saved. Trapped (not ignored: the children keep
+    # the default), the shell waits for the training, which saves its last.ckpt and requeues
+    # (salseg.studies.preemption).
+    params["setup"] = ["trap 'echo \"[salseg] batch shell: SIGTERM, waiting for the training\" >&2' TERM",
+                       *[str(line) for line in launcher.get("setup") or []]]
     extra = OmegaConf.to_container(launcher.additional_parameters) if launcher.get("additional_parameters") else {}
     # a dependent job whose dependency failed is cancelled, not left pending for ever (which would also keep the
     # afterany collect job waiting)
