@@ -24,6 +24,12 @@ SCRIPT = ROOT / ".ci" / "slurm_localhost.sh"
 SKIP_EXIT = 3  # the script's "cannot run here" status, with one "slurm_localhost: SKIP: <reason>" line
 
 
+def skip_reason(stdout: str) -> str:
+    """The script's "slurm_localhost: SKIP: <reason>" line (the last line when there is none)."""
+    lines = [ln for ln in stdout.splitlines() if "SKIP:" in ln] or stdout.strip().splitlines()[-1:] or ["no output"]
+    return lines[-1]
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """The localhost cluster, up; stopped at the end only when this fixture started it."""
@@ -35,12 +41,25 @@ def slurm_cluster():
     if not up:
         got = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=900)
         if got.returncode == SKIP_EXIT:
-            reason = [ln for ln in got.stdout.splitlines() if "SKIP:" in ln] or [got.stdout.strip()]
-            pytest.skip(f"SLURM tests: {reason[-1]}")
+            pytest.skip(f"SLURM tests: {skip_reason(got.stdout)}")
         assert got.returncode == 0, f"{SCRIPT} start failed:\n{got.stdout}{got.stderr}"
     yield
     if not up:
         subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, text=True)
+
+
+def test_the_cluster_script_says_why_it_cannot_run_in_one_line(tmp_path):
+    # what CI sees: not root, no slurm-wlm. A PATH without sbatch, as an unprivileged user (root drops to nobody).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "id").symlink_to(shutil.which("id"))
+    as_user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
+    got = subprocess.run([*as_user, "env", f"PATH={bin_dir}", "/bin/bash", str(SCRIPT), "start"],
+                         capture_output=True, text=True, timeout=60, cwd="/")
+    assert got.returncode == SKIP_EXIT, got.stdout + got.stderr
+    assert skip_reason(got.stdout) == ("slurm_localhost: SKIP: slurm-wlm/munge not installed and not root "
+                                       "(cannot apt-get install)")
+    assert subprocess.run(["/bin/bash", str(SCRIPT), "restart"], capture_output=True, text=True).returncode == 2
 
 
 def sacct_rows(job_id: str) -> list[list[str]]:
