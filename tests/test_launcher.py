@@ -61,8 +61,8 @@ class FakeExecutor:
     def submit(self, fn, *args):
         job = FakeJob(str(self.next_id), self.folder)
         self.next_id += 1
-        self.submitted.append((dict(self.params), fn, args))
-        self.params.pop("dependency", None)
+        # as submitit's executor: a job's parameters are those set so far (None: unset)
+        self.submitted.append(({k: v for k, v in self.params.items() if v is not None}, fn, args))
         return job
 
     def run(self, skip=()):
@@ -123,14 +123,13 @@ def test_job_resources_follow_the_trainer_config():
     gpu = {"trainer": {"accelerator": "gpu", "devices": 4, "num_nodes": 2}, "data": {"num_workers": 5}}
     assert job_resources(gpu, slurm, "v") == {
         "nodes": 2, "ntasks_per_node": 4, "gpus_per_node": 4, "cpus_per_task": 6, "time": 60, "mem": "32GB",
-        "account": "lab", "additional_parameters": {"kill_on_invalid_dep": "yes"},
-        "setup": ["trap 'echo \"[salseg] batch shell: SIGTERM, waiting for the training\" >&2' TERM"]}
+        "account": "lab", "additional_parameters": {"kill_on_invalid_dep": "yes"}, "use_srun": True}
     cpu_ddp = job_resources({"trainer": {"accelerator": "cpu", "devices": 2}}, slurm, "v")
     assert (cpu_ddp["nodes"], cpu_ddp["ntasks_per_node"], "gpus_per_node" in cpu_ddp) == (1, 2, False)
-    assert "use_srun" not in cpu_ddp  # several processes: srun starts them
+    assert cpu_ddp["use_srun"] is True  # several processes: srun starts them
     one = job_resources({"trainer": {"accelerator": "cpu", "devices": 1}}, slurm, "v")
     assert one["use_srun"] is False and one["ntasks_per_node"] == 1  # one: python in the batch script itself
-    assert one["setup"][0].startswith("trap ") and one["setup"][0].endswith(" TERM")
+    assert one["additional_parameters"]["signal"] == "B:USR2@90"  # the time-out warning reaches that process
     all_gpus = {"trainer": {"accelerator": "gpu", "devices": -1, "num_nodes": 1}}
     with pytest.raises(ConfigError, match="variant 'x'.*set launcher.gpus_per_node"):
         job_resources(all_gpus, slurm, "variant 'x'")

@@ -18,6 +18,7 @@ config, then a collect job (``afterany``) that writes the study's table (:mod:`s
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -119,12 +120,30 @@ def job_resources(config: dict, launcher: DictConfig, where: str) -> dict:
     }
     if gpu:
         params["gpus_per_node"] = int(gpus)
+    common = _common_params(launcher)
     if params["nodes"] * params["ntasks_per_node"] == 1:
-        # one process: python runs in the batch script itself, not under srun, which answers a job-wide SIGTERM
-        # (a preemption, `scancel --signal=TERM --full`) by SIGKILLing its tasks before the training saved;
-        # several processes need srun (Lightning's SLURM environment: one task per device)
+        # One process: python replaces the batch shell (``exec``, see :func:`_point_executor`) instead of running
+        # under srun, which answers a job-wide SIGTERM (a preemption, `scancel --signal=TERM --full`) by SIGKILLing
+        # its tasks before the training saved. The time-out warning then goes to that process (``B:``, the batch
+        # shell: sbatch's default signals job steps, and there are none). Several processes need srun (Lightning's
+        # SLURM environment: one task per device); there only `scancel --signal=TERM` (the steps) saves.
         params["use_srun"] = False
-    return {**params, **_common_params(launcher)}
+        common["additional_parameters"]["signal"] = f"B:USR2@{SIGNAL_DELAY_S}"
+    else:
+        params["use_srun"] = True
+    return {**params, **common}
+
+
+# submitit's executor keeps the parameters of the job before: those a job may leave out are reset each time
+UNSET = {"gpus_per_node": None, "mem": None, "partition": None, "account": None, "setup": None, "dependency": None}
+SIGNAL_DELAY_S = 90  # submitit's default: the time-out warning comes 90 s before the limit
+
+
+def _point_executor(executor, params: dict) -> None:
+    """A one-process job's python replaces the batch shell (``exec``): a job-wide signal reaches the training."""
+    if hasattr(executor, "python"):
+        python = shlex.quote(sys.executable)
+        executor.python = f"exec {python}" if params.get("use_srun") is False else python
 
 
 def _common_params(launcher: DictConfig, mem_gb=None) -> dict:
@@ -135,12 +154,8 @@ def _common_params(launcher: DictConfig, mem_gb=None) -> dict:
     mem = mem_gb if mem_gb is not None else launcher.get("mem_gb")
     if mem:
         params["mem"] = f"{mem}GB"
-    # A job-wide SIGTERM (a preemption, `scancel --signal=TERM --full`) also reaches the batch shell: untrapped, it
-    # would end the script (and the job) before the training saved. Trapped (not ignored: the children keep
-    # the default), the shell waits for the training, which saves its last.ckpt and requeues
-    # (salseg.studies.preemption).
-    params["setup"] = ["trap 'echo \"[salseg] batch shell: SIGTERM, waiting for the training\" >&2' TERM",
-                       *[str(line) for line in launcher.get("setup") or []]]
+    if launcher.get("setup"):
+        params["setup"] = [str(line) for line in launcher.setup]
     extra = OmegaConf.to_container(launcher.additional_parameters) if launcher.get("additional_parameters") else {}
     # a dependent job whose dependency failed is cancelled, not left pending for ever (which would also keep the
     # afterany collect job waiting)
@@ -226,10 +241,11 @@ def launch_study(kind: str, name: str, plan: list[Variant], extra_overrides: lis
             got.jobs[v.name], got.logs[v.name] = job_id, entry.get("stdout", "")
             continue
         deps = sorted({got.jobs[r] for r in refs if r in got.jobs})
-        params = {**job_resources(config, launcher, where), "job_name": f"{name}:{v.name}"}
-        if deps:
-            params["dependency"] = "afterok:" + ":".join(deps)
+        # every key set each time: submitit's executor keeps the parameters of the job before
+        params = {**UNSET, **job_resources(config, launcher, where), "job_name": f"{name}:{v.name}",
+                  "dependency": "afterok:" + ":".join(deps) if deps else None}
         executor.update_parameters(**params)
+        _point_executor(executor, params)
         job = _submit(executor, where, run_job, str(out), kind, name, v, list(extra_overrides), runs_dir,
                       tuple(sharing[v.name]), config_dirs)
         logs = {"job_id": str(job.job_id), "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}
@@ -245,10 +261,11 @@ def launch_study(kind: str, name: str, plan: list[Variant], extra_overrides: lis
 
         return collect_study(out)
     c = launcher.collect
-    executor.update_parameters(job_name=f"{name}:collect", nodes=1, ntasks_per_node=1,
-                               cpus_per_task=int(c.cpus_per_task), time=int(c.timeout_min),
-                               dependency="afterany:" + ":".join(sorted(set(got.jobs.values()))),
-                               **_common_params(launcher, mem_gb=c.mem_gb))
+    _point_executor(executor, {})
+    executor.update_parameters(**{**UNSET, **_common_params(launcher, mem_gb=c.mem_gb), "job_name": f"{name}:collect",
+                                  "nodes": 1, "ntasks_per_node": 1, "use_srun": True,
+                                  "cpus_per_task": int(c.cpus_per_task), "time": int(c.timeout_min),
+                                  "dependency": "afterany:" + ":".join(sorted(set(got.jobs.values())))})
     job = _submit(executor, f"{kind} {name}, the collect job", collect_job, str(out), config_dirs)
     got.collect_job = str(job.job_id)
     state.describe(**{**state.study, "collect_job": got.collect_job, "collect_log": str(job.paths.stdout)})
