@@ -247,3 +247,27 @@ def test_a_launcher_job_killed_with_term_is_requeued_and_ends_at_max_steps(slurm
     assert entry["job_id"] == job_id
     assert _ckpt_step(run_dir / "checkpoints" / "last.ckpt") == UNINTERRUPTED
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "complete"
+
+
+def test_a_ddp_variant_runs_as_one_srun_job_of_two_tasks(slurm_cluster, tmp_path):
+    # trainer=ddp on 2 CPU processes: the launcher asks for --ntasks-per-node=2 and srun starts both; Lightning's
+    # SLURMEnvironment reads their ranks from SLURM (gloo), and the run folder is named after the job
+    from test_training_faults import tiny
+
+    config_dir = ["--config-dir", str(write_ablation(tmp_path / "cfg", "menet_ddp",
+                                                     "base: menet_shapes\nvariants:\n  ddp: {}\n"))]
+    runs = tmp_path / "runs"
+    got = salseg(*config_dir, "ablate", "menet_ddp", *LAUNCHER, "launcher.wait=true",
+                 *tiny(train_size=32, epochs=1, batch=4, test_size=5), "trainer=ddp", "trainer.accelerator=cpu",
+                 "trainer.devices=2", f"runs_dir={runs}")
+    assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-3000:]
+    job_id = submitted_jobs(got.stdout)["ddp"]
+    slurm = study_folder(runs, "menet_ddp") / "slurm"
+    assert "#SBATCH --ntasks-per-node=2" in (slurm / f"{job_id}_submission.sh").read_text()
+    for rank in (0, 1):
+        assert f"GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in (slurm / f"{job_id}_{rank}_log.err").read_text()
+    assert [r[2:] for r in sacct_rows(job_id)] == [["COMPLETED", "0:0"]]
+    run_dir = runs / "menet_shapes" / f"slurm-{job_id}"
+    assert _ckpt_step(run_dir / "checkpoints" / "last.ckpt")[0] == 4  # 32 images over 2 processes x batch 4
+    doc = json.loads((run_dir / "metrics.json").read_text())
+    assert doc["status"] == "complete" and doc["n_images"] == {"shapes": 5}  # no test image lost or repeated
