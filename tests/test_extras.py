@@ -76,7 +76,7 @@ def test_lowest_constraints_pin_every_lower_bound_of_pyproject():
     project = _pyproject()["project"]
     extras = project["optional-dependencies"]
     requirements = [Requirement(r) for r in
-                    project["dependencies"] + extras["dev"] + extras["coco"] + extras["attribution"]]
+                    project["dependencies"] + extras["dev"] + extras["coco"] + extras["attribution"] + extras["slurm"]]
     pins = {}
     for line in (ROOT / ".ci" / "constraints-lowest.txt").read_text().splitlines():
         if line.strip() and not line.startswith("#"):
