@@ -328,6 +328,15 @@ def main(argv: list[str] | None = None) -> int:
         _close_progress_bars()
         print(f"salseg: error: {_user_message(err)}", file=sys.stderr)
         return 2
+    except SystemExit as err:
+        if type(err).__name__ != "SIGTERMException":  # Lightning's stop on SIGTERM (salseg.studies.preemption)
+            raise
+        # A SystemExit without a code would exit 0, as if the run had finished: exit like a process killed by
+        # SIGTERM (128 + 15), with what was kept and how to go on.
+        _close_progress_bars()
+        print("salseg: stopped by SIGTERM: the training's checkpoints/last.ckpt holds the step it reached; "
+              "continue with --resume (RESUME=1)", file=sys.stderr)
+        return 143
     except BrokenPipeError:
         # `salseg list | head -1`: the reader went away. Point stdout at devnull so the interpreter's final flush
         # does not raise again, and exit like a shell command killed by SIGPIPE (128 + 13).

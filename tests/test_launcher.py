@@ -267,6 +267,8 @@ def test_sigterm_in_training_saves_last_ckpt_and_a_resumed_run_ends_at_the_full_
             break
     lines += proc.stdout.readlines()
     proc.wait(timeout=120)
+    assert proc.returncode == 143, "".join(lines)  # like a process killed by SIGTERM, not 0 as if it had finished
+    assert "salseg: stopped by SIGTERM" in lines[-1] and "--resume" in lines[-1]
     (run,) = (tmp_path / "menet_shapes").iterdir()
     assert not (run / "metrics.json").exists()  # not complete
     saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
