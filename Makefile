@@ -23,7 +23,7 @@ help:
 	@echo "make exp NAME=quickstart [ARGS=\"trainer.max_epochs=3 ...\"] [RESUME=1]"
 	@echo "make ablation NAME=rc_spatial [ARGS=...] [LAUNCHER=slurm] [RESUME=1]   LAUNCHER=slurm: one SLURM job per variant"
 	@echo "make collect NAME=rc_spatial [STUDY=dir]   a study's table from its complete variants + each variant's state"
-	@echo "make robust NAME=quickstart [CKPT=last.ckpt] [VARIANCES=0.001,0.01,0.1] [ARGS=...]   AWGN/JPEG table + F-vs-noise plot"
+	@echo "make robust NAME=quickstart [CKPT=last.ckpt] [VARIANCES=0.001,0.01,0.1] [ARGS=...] [LAUNCHER=slurm] [RESUME=1]   AWGN/JPEG table + F-vs-noise plot"
 	@echo "make eval PRED=\"[NAME=]dir ...\" GT=dir | CONFIG=eval.yaml [OUT=dir] [JSON=out.json]   one table per dataset"
 	@echo "make predict RUN=runs/<NAME>/<stamp>|ckpt|rc_sod IMAGES=dir OUT=dir [MAP=name] [ARGS=\"--batch-size 16 --device cuda\"]   maps of any folder of images"
 	@echo "make bench [BENCH=cost|metrics|menet|gd|dcsp]  cost table of every method (params, FLOPs, images/s) + speed benchmarks (benchmarks/)"
@@ -71,8 +71,8 @@ collect: $(STAMP)  # a SLURM study's collect job runs the same; exit 1 while a v
 	$(BIN)/python -m salseg collect $(NAME) $(if $(STUDY),--study "$(STUDY)",)
 
 robust: $(STAMP)
-	@test -n "$(NAME)" || { echo "usage: make robust NAME=<experiment> [CKPT=path.ckpt] [VARIANCES=v1,v2,...] [ARGS=\"key=value ...\"]"; $(BIN)/python -m salseg list; exit 2; }
-	$(BIN)/python -m salseg robust $(NAME) $(if $(CKPT),--ckpt "$(CKPT)",) $(if $(VARIANCES),--variances "$(VARIANCES)",) $(ARGS)
+	@test -n "$(NAME)" || { echo "usage: make robust NAME=<experiment> [CKPT=path.ckpt] [VARIANCES=v1,v2,...] [ARGS=\"key=value ...\"] [LAUNCHER=slurm] [RESUME=1]"; $(BIN)/python -m salseg list; exit 2; }
+	$(BIN)/python -m salseg robust $(NAME) $(LAUNCH) $(if $(CKPT),--ckpt "$(CKPT)",) $(if $(VARIANCES),--variances "$(VARIANCES)",) $(ARGS) $(if $(filter 1 yes true,$(RESUME)),--resume,)
 
 eval: $(STAMP)  # PRED: one folder, or several "NAME=dir" (a table per dataset, best bold); or CONFIG (methods x datasets)
 	@test -n "$(CONFIG)" -o \( -n "$(PRED)" -a -n "$(GT)" \) || { echo "usage: make eval PRED=\"[NAME=]<maps dir> ...\" GT=<masks dir> | CONFIG=<eval.yaml> [OUT=dir] [JSON=out.json]"; exit 2; }

@@ -78,9 +78,22 @@ def _cmd_collect(args) -> int:
 
 def _cmd_robust(args) -> int:
     from salseg.robustness import run_robustness
+    from salseg.studies.launch import describe_robustness, launch_robustness, load_launcher, split_launcher_overrides
 
-    run_robustness(args.name, args.overrides, ckpt_path=args.ckpt, variances=args.variances,
-                   awgn_range=args.awgn, jpeg_range=args.jpeg)
+    mine, rest = split_launcher_overrides(args.overrides)  # launcher=slurm launcher.partition=...: the launcher's
+    launcher = load_launcher(mine)
+    settings = {"ckpt_path": args.ckpt, "variances": args.variances, "awgn_range": args.awgn, "jpeg_range": args.jpeg}
+    if args.print_config:
+        print(describe_robustness(args.name, rest, launcher, **settings))
+        return 0
+    if launcher.kind == "slurm":
+        return launch_robustness(args.name, rest, launcher, resume=args.resume, **settings)
+    if args.resume:
+        from salseg.config import ConfigError
+
+        raise ConfigError("--resume: a local robustness study runs in one go and keeps no study state; --resume "
+                          "skips the complete entries of a launcher=slurm one")
+    run_robustness(args.name, rest, **settings)
     return 0
 
 
@@ -209,13 +222,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     rb = sub.add_parser("robust", help="robustness study (MEnet Table II / Fig. 8): test under AWGN and JPEG at random "
                         "strengths and at fixed noise variances; write a table + max-F-vs-variance plot")
-    rb.add_argument("name", help="experiment name: a file experiments/<name>.yaml")
+    rb.add_argument("name", help="experiment name: a file experiments/<name>.yaml (or a comparison: one study per "
+                    "entry, then a side-by-side table); launcher=slurm: each study its own SLURM job")
     rb.add_argument("overrides", nargs="*", help="dotlist overrides, e.g. data.test.shapes.size=50")
     rb.add_argument("--ckpt", help="test this checkpoint (test_only=true ckpt_path=...) instead of training")
     rb.add_argument("--variances", help="fixed AWGN variances for the F-vs-noise curve, comma-separated "
                     "(default 0.001,0.005,0.01,0.02,0.05,0.1; intensities in [0, 1]; clean = 0 is always included)")
     rb.add_argument("--awgn", metavar="LO,HI", help="random AWGN variance range per image (default 0.01,0.1)")
     rb.add_argument("--jpeg", metavar="LO,HI", help="random JPEG quality range per image (default 10,90)")
+    rb.add_argument("--resume", action="store_true", help="launcher=slurm: reuse the newest robustness study "
+                    "folder: skip the entries whose study completed, submit the rest")
+    rb.add_argument("--print-config", action="store_true", help="print the launcher, each study's composed config "
+                    "(and with launcher=slurm each job's resources) and exit")
     rb.set_defaults(func=_cmd_robust)
 
     e = sub.add_parser("eval", help="score folders of saved saliency maps against GT masks: one folder, or "

@@ -271,21 +271,37 @@ def _run_one(name: str, cfg: DictConfig, study: Mapping, start: float) -> Robust
     return res
 
 
+def comparison_studies(name: str, cmp: DictConfig, overrides: list[str], variances, awgn_range,
+                       jpeg_range) -> tuple[list, dict[str, tuple[DictConfig, dict]]]:
+    """The entries of comparison ``name`` and, per entry, its composed study (``robustness_config``): every entry
+    is composed (and so validated) before the first one runs. Entries' ``use_checkpoint_of`` links are not
+    followed (each entry is composed alone)."""
+    entries = comparison_plan(cmp)
+    plan = {v.name: robustness_config(v.experiment, [f"group={name}", *v.overrides, *overrides], None, variances,
+                                      awgn_range, jpeg_range) for v in entries}
+    return entries, plan
+
+
 def _run_comparison(name: str, cmp: DictConfig, overrides: list[str], variances, awgn_range,
                     jpeg_range) -> RobustnessComparison:
     """Each entry of the comparison its own study (the studies loop, :func:`salseg.studies.run.run_each`), then
-    one joint table. Entries' ``use_checkpoint_of`` links are not followed here (each entry is composed first)."""
+    one joint table."""
     start = time.time()
-    entries = comparison_plan(cmp)
-    # compose (and so validate) every entry before the first one runs
-    plan = {v.name: robustness_config(v.experiment, [f"group={name}", *v.overrides, *overrides], None, variances,
-                                      awgn_range, jpeg_range) for v in entries}
+    entries, plan = comparison_studies(name, cmp, overrides, variances, awgn_range, jpeg_range)
     done, _ = run_each(entries, lambda v, _run_dirs: _run_one(v.name, *plan[v.name], time.time()),
                        lambda i, v, _reused: print(f"\n[salseg] robustness {name}: {i}/{len(plan)} {v.name!r}"))
     results: dict[str, RobustnessResult] = {v.name: r for v, r in done}
+    first_cfg = next(iter(plan.values()))[0]
+    out = Path(first_cfg.runs_dir) / name / time.strftime("%Y%m%d-%H%M%S") / OUT_DIR
+    return write_comparison(name, plan, results, out, start)
+
+
+def write_comparison(name: str, plan: Mapping[str, tuple], results: Mapping[str, RobustnessResult], out: Path,
+                     start: float) -> RobustnessComparison:
+    """The side-by-side outputs of a comparison's studies (``results``: entry -> its study, in plan order) in
+    ``out`` (``runs/<NAME>/<timestamp>/robustness``; a SLURM study's collect job writes them too)."""
     first_cfg, study = next(iter(plan.values()))
     study = {**study, "datasets": list(dict.fromkeys(ds for _, st in plan.values() for ds in st["datasets"]))}
-    out = Path(first_cfg.runs_dir) / name / time.strftime("%Y%m%d-%H%M%S") / OUT_DIR
     if tracking.env_global_rank() == 0:
         rows = {(e, m): per_ds for e, r in results.items() for m, per_ds in r.table.items()}
         lines = {(e, m): per_ds for e, r in results.items() for m, per_ds in r.curves.items()}
@@ -294,7 +310,21 @@ def _run_comparison(name: str, cmp: DictConfig, overrides: list[str], variances,
         header = ["Runs:", *[f"- {e}: `{r.run_dir}`" for e, r in results.items()]]
         write_outputs(out, name, ("method", "map"), rows, lines, study, doc, header, time.time() - start,
                       wandb_group=name, logger_cfg=OmegaConf.to_container(first_cfg.logger, resolve=True))
-    return RobustnessComparison(out_dir=out, results=results)
+    return RobustnessComparison(out_dir=out, results=dict(results))
+
+
+def load_result(run_dir: str | Path) -> RobustnessResult | None:
+    """The study a run folder holds (``<run_dir>/robustness/results.json``, written last), else None."""
+    import json
+
+    path = Path(run_dir) / OUT_DIR / "results.json"
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    if doc.get("status") != "complete":
+        return None
+    return RobustnessResult(out_dir=path.parent, run_dir=Path(run_dir), table=doc["table"],
+                            curves=doc["f_vs_noise"], variances=list(doc["variances"]))
 
 
 def collect(metrics: Mapping, datasets: Sequence[str], variances: Sequence[float]) -> tuple[dict, dict]:

@@ -82,6 +82,10 @@ def collect_study(folder: Path, name: str | None = None, write: bool = True) -> 
     """Print the state table; write the outputs of the complete variants (``write``); 0 when all complete."""
     state = StudyState(folder, resume=True)
     kind = state.study.get("kind")
+    if kind == "robustness":  # `salseg robust NAME launcher=slurm`: its own outputs (salseg.robustness)
+        from salseg.studies.launch import collect_robustness
+
+        return collect_robustness(folder, write)
     name = state.study.get("name") or name
     if kind is None:  # a local study folder: its parent folders say which
         kind = "ablation" if folder.resolve().parent.parent.name == "ablations" else "comparison"

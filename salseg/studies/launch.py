@@ -356,3 +356,203 @@ def describe_launch(kind: str, name: str, plan: list[Variant], overrides: list[s
         params = job_resources(config, launcher, f"{kind} {name}, variant {v.name!r}")
         text += f"# job {name}:{v.name}\n" + OmegaConf.to_yaml(params)
     return text
+
+
+# ------------------------------------------------------------------------------------------ robustness studies
+# `salseg robust NAME launcher=slurm`: one job per study (salseg.robustness: train once if the model trains, test
+# under AWGN / JPEG), its outputs in its run folder as locally; a comparison's entries each their own job, then a
+# collect job (afterany) writing the side-by-side table into <study>/robustness/, as the local run writes it into
+# runs/<NAME>/<timestamp>/robustness/. The study folder runs/<NAME>/<timestamp>/ keeps plan_state.json (kind
+# "robustness") and the submitit logs under slurm/.
+ROBUST_KIND = "robustness"
+
+
+def robust_plan(name: str, overrides: list[str], ckpt_path=None, variances=None, awgn_range=None,
+                jpeg_range=None) -> tuple[list[Variant], dict[str, tuple], bool]:
+    """(entries, entry -> (composed config, study settings), whether ``name`` is a comparison): a comparison's
+    entries composed as the local run composes them, or the one experiment as its only entry."""
+    from salseg.robustness import comparison_studies, robustness_config
+    from salseg.studies.plan import comparison_entries, load_comparison
+
+    cmp = load_comparison(name)
+    if cmp is not None:
+        if ckpt_path is not None:
+            raise ConfigError(f"--ckpt tests one model, and {name!r} compares {list(comparison_entries(cmp))}: "
+                              "give one of those experiments with --ckpt")
+        entries, plan = comparison_studies(name, cmp, list(overrides), variances, awgn_range, jpeg_range)
+        return entries, plan, True
+    return ([Variant(name, name, ())],
+            {name: robustness_config(name, list(overrides), ckpt_path, variances, awgn_range, jpeg_range)}, False)
+
+
+def _robust_folder(parent: Path, resume: bool) -> Path:
+    """A new ``<parent>/<timestamp>``, or with ``resume`` the newest robustness study there (a comparison's own
+    SLURM studies share ``runs/<NAME>/``: their plan_state.json says another kind)."""
+    import json
+
+    if resume:
+        earlier = sorted(p.parent for p in parent.glob(f"*/{StudyState.FILE}")
+                         if json.loads(p.read_text()).get("study", {}).get("kind") == ROBUST_KIND)
+        if earlier:
+            print(f"[salseg] resuming the robustness study in {earlier[-1]}")
+            return earlier[-1]
+        print(f"[salseg] --resume but no earlier robustness study under {parent}: starting a new one")
+    return parent / time.strftime("%Y%m%d-%H%M%S")
+
+
+def launch_robustness(name: str, overrides: list[str], launcher: DictConfig, resume: bool = False,
+                      ckpt_path=None, variances=None, awgn_range=None, jpeg_range=None, executor=None) -> int:
+    """Submit one job per robustness study (and, for a comparison, the collect job); print one line per entry;
+    return 0, or with ``launcher.wait`` the collect step's status once the last job ended."""
+    from salseg.robustness import load_result
+
+    entries, plan, comparison = robust_plan(name, overrides, ckpt_path, variances, awgn_range, jpeg_range)
+    first_cfg, first_study = next(iter(plan.values()))
+    out = _robust_folder(Path(first_cfg.runs_dir).resolve() / name, resume)
+    executor = executor or slurm_executor(out / "slurm")
+    state = StudyState(out, resume)
+    state.describe(kind=ROBUST_KIND, name=name, overrides=list(overrides), ckpt_path=first_study["ckpt_path"],
+                   variances=first_study["variances"], awgn_range=first_study["awgn_range"],
+                   jpeg_range=first_study["jpeg_range"], launcher=OmegaConf.to_container(launcher))
+    active = active_jobs(e.get("job_id") for e in state.entries.values()) if resume else {}
+    config_dirs = [str(d.resolve()) for d in config_paths.user_dirs()]
+    got = Submission()
+    for v in entries:
+        cfg, study = plan[v.name]
+        where = f"robustness {name}" + (f", entry {v.name!r}" if comparison else "")
+        planned = comparable(resolve(cfg))
+        earlier = state.recorded_run(v.name, planned)
+        if earlier is not None and load_result(earlier) is not None:
+            print(f"[salseg] {where}: complete in {earlier}, not resubmitted")
+            continue
+        job_id = state.entries.get(v.name, {}).get("job_id")
+        if job_id in active:
+            print(f"[salseg] {where}: job {job_id} is still {active[job_id]}, left alone")
+            got.jobs[v.name], got.logs[v.name] = job_id, state.entries[v.name].get("stdout", "")
+            continue
+        params = {**UNSET, **job_resources(planned, launcher, where), "job_name": f"robust-{name}:{v.name}"}
+        executor.update_parameters(**params)
+        _point_executor(executor, params)
+        job = _submit(executor, where, robust_job, str(out), v.name, cfg, study, config_dirs)
+        logs = {"job_id": str(job.job_id), "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr)}
+        state.record(v.name, **logs)
+        got.jobs[v.name], got.logs[v.name] = logs["job_id"], logs["stdout"]
+    for v in entries:
+        if v.name in got.jobs:
+            print(f"[salseg] robustness {name}: {v.name}  job {got.jobs[v.name]}  log {got.logs[v.name]}")
+    if not got.jobs:
+        print(f"[salseg] robustness {name}: every entry is complete; collecting")
+        return collect_robustness(out)
+    last = next(iter(got.jobs.values()))
+    if comparison:
+        c = launcher.collect
+        _point_executor(executor, {})
+        executor.update_parameters(**{**UNSET, **_common_params(launcher, mem_gb=c.mem_gb),
+                                      "job_name": f"robust-{name}:collect", "nodes": 1, "ntasks_per_node": 1,
+                                      "use_srun": True, "cpus_per_task": int(c.cpus_per_task),
+                                      "time": int(c.timeout_min),
+                                      "dependency": "afterany:" + ":".join(sorted(set(got.jobs.values())))})
+        job = _submit(executor, f"robustness {name}, the collect job", robust_collect_job, str(out), config_dirs)
+        last = got.collect_job = str(job.job_id)
+        state.describe(**{**state.study, "collect_job": got.collect_job, "collect_log": str(job.paths.stdout)})
+        print(f"[salseg] robustness {name}: collect  job {job.job_id}  log {job.paths.stdout}  (afterany)")
+    print(f"[salseg] robustness {name}: study folder {out}")
+    if not launcher.wait:
+        return 0
+    while active_jobs([last]):
+        time.sleep(5)
+    return collect_robustness(out, write=False)
+
+
+def robust_job(study: str, entry: str, cfg: DictConfig, settings: dict, config_dirs: list[str] = ()) -> str:
+    """One robustness study's job (:func:`salseg.robustness._run_one`, the local step), recording its run folder
+    in plan_state.json. A requeued job (preempted training) continues its recorded run from its last.ckpt."""
+    from salseg import tracking
+    from salseg.robustness import _run_one, load_result
+    from salseg.studies.preemption import REQUEUE_ENV
+    from salseg.studies.run import last_checkpoint
+
+    os.environ[REQUEUE_ENV] = "1"  # as run_job: a SIGTERM in training saves last.ckpt and requeues
+    signal.signal(signal.SIGUSR2, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+    config_paths.set_config_dirs(list(config_dirs))
+    state = StudyState(Path(study), resume=True)
+    planned = comparable(resolve(cfg))
+    earlier = state.recorded_run(entry, planned)
+    if earlier is not None and load_result(earlier) is not None:
+        print(f"[salseg] {entry}: complete in {earlier}, not rerun")
+        return str(earlier)
+    if earlier is not None and last_checkpoint(earlier).is_file() and not planned["test_only"]:
+        print(f"[salseg] {entry}: continuing the interrupted run {earlier} from its last.ckpt")
+        cfg = cfg.copy()
+        OmegaConf.update(cfg, "ckpt_path", str(last_checkpoint(earlier)), merge=False)
+    before = os.environ.get(tracking.RUN_DIR_ENV)
+    try:
+        result = _run_one(entry, cfg, settings, time.time())
+    except BaseException:
+        started = os.environ.get(tracking.RUN_DIR_ENV)  # the runner names its run folder here once made
+        if started and started != before:
+            state.record(entry, started, planned)
+        raise
+    state.record(entry, result.run_dir, planned)
+    return str(result.run_dir)
+
+
+def collect_robustness(folder: Path, write: bool = True) -> int:
+    """Every entry's state (as ``salseg collect``); a comparison's side-by-side outputs from its complete entries
+    (``write``) into ``<folder>/robustness/``; 1 when an entry is not complete."""
+    from salseg.robustness import OUT_DIR, load_result, write_comparison
+    from salseg.studies.collect import state_table, variant_states
+
+    start = time.time()
+    state = StudyState(folder, resume=True)
+    s = state.study
+    name = s["name"]
+    entries, plan, comparison = robust_plan(name, s.get("overrides", []), s.get("ckpt_path"), s.get("variances"),
+                                            s.get("awgn_range"), s.get("jpeg_range"))
+    states = variant_states(entries, state)
+    results = {}
+    for v in entries:
+        if states[v.name]["state"] == "complete":
+            result = load_result(states[v.name]["run_dir"])
+            if result is None:  # the run completed, its robustness outputs were not written
+                states[v.name]["state"] = "failed"
+            else:
+                results[v.name] = result
+    print(f"[salseg] robustness {name}: {folder}\n" + state_table(states))
+    if comparison and write and results:
+        done = write_comparison(name, plan, results, Path(folder) / OUT_DIR, start)
+        print(f"[salseg] robustness {name}: side by side in {done.out_dir}")
+    if not comparison:
+        for result in results.values():
+            print(f"[salseg] robustness {name}: outputs in {result.out_dir}")
+    missing = [n for n, st in states.items() if st["state"] != "complete"]
+    if missing:
+        print(f"[salseg] robustness {name}: not complete: "
+              + ", ".join(f"{n} ({states[n]['state']})" for n in missing)
+              + (f"; the table holds the {len(results)} complete entr{'y' if len(results) == 1 else 'ies'}"
+                 if comparison and results else ""))
+        return 1
+    return 0
+
+
+def robust_collect_job(study: str, config_dirs: list[str] = ()) -> int:
+    """The collect job of a robustness comparison: exit 1 when an entry is not complete."""
+    config_paths.set_config_dirs(list(config_dirs))
+    code = collect_robustness(Path(study))
+    if code:
+        sys.exit(code)
+    return code
+
+
+def describe_robustness(name: str, overrides: list[str], launcher: DictConfig, **settings) -> str:
+    """``salseg robust NAME --print-config``: the launcher, each study's composed config and, for SLURM, its
+    job's sbatch resources."""
+    entries, plan, _ = robust_plan(name, overrides, **settings)
+    text = "# launcher\n" + OmegaConf.to_yaml(launcher)
+    for v in entries:
+        cfg, _study = plan[v.name]
+        text += f"# robustness {name}: {v.name}\n" + OmegaConf.to_yaml(cfg, resolve=True)
+        if launcher.kind == "slurm":
+            params = job_resources(resolve(cfg), launcher, f"robustness {name}, entry {v.name!r}")
+            text += f"# job robust-{name}:{v.name}\n" + OmegaConf.to_yaml(params)
+    return text

@@ -1,0 +1,134 @@
+"""`salseg robust NAME launcher=slurm` without a cluster (issue 17): a robustness study is one job, a comparison's
+studies one job each then a collect job; the jobs, run in this process by test_launcher's stand-in for submitit's
+executor, write what a local `salseg robust` writes; a failed entry makes the collect step exit 1 naming it, and
+--resume submits only that entry again."""
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from test_launcher import FakeExecutor
+
+import salseg.config as config
+import salseg.studies.launch as launch
+from salseg.cli import main
+from salseg.studies.launch import launch_robustness, load_launcher
+
+SMALL = ["data.num_workers=0", "data.eval_batch_size=4", "logger=csv", "cost=false"]
+VARIANCES = "0.01,0.1"
+BOTH = "compare: [rc_a, rc_b]\noverrides: {data.test: {shapes: {dataset: shapes, split: test, size: 3}}}\n"
+
+
+@pytest.fixture
+def robust(tmp_path, monkeypatch):
+    """Two Region Contrast settings and a comparison of them in a config folder of their own; no SLURM queue."""
+    exp_dir = tmp_path / "experiments"
+    (exp_dir / "comparisons").mkdir(parents=True)
+    rc = (config.EXPERIMENT_DIR / "rc_shapes.yaml").read_text()
+    (exp_dir / "rc_a.yaml").write_text(rc)
+    (exp_dir / "rc_b.yaml").write_text(rc + "\nmodel: {sigma_s2: 0.05}\n")
+    (exp_dir / "comparisons" / "both.yaml").write_text(BOTH)
+    monkeypatch.setattr(config, "EXPERIMENT_DIR", exp_dir)
+    monkeypatch.setattr(launch, "active_jobs", lambda ids: {})  # no SLURM queue here
+    monkeypatch.setenv("SALSEG_REQUEUE_ON_TERM", "0")  # a job sets these in its own process
+    usr2 = signal.getsignal(signal.SIGUSR2)
+    yield tmp_path
+    signal.signal(signal.SIGUSR2, usr2)
+
+
+def submit(name, runs, executor, *extra, resume=False):
+    launcher = load_launcher(["launcher=slurm", "launcher.partition=debug"])
+    return launch_robustness(name, [*SMALL, f"runs_dir={runs}", *extra], launcher, resume=resume,
+                             variances=VARIANCES, executor=executor)
+
+
+def local(name, runs, *extra):
+    assert main(["robust", name, "--variances", VARIANCES, *SMALL, f"runs_dir={runs}", *extra]) == 0
+
+
+def texts(folder: Path) -> dict[str, str]:
+    return {f: (folder / f).read_text() for f in ("table.csv", "f_vs_noise.csv")}
+
+
+def test_one_experiment_is_one_job_whose_run_folder_holds_the_local_outputs(robust, capsys):
+    executor = FakeExecutor(robust / "slurm-logs")
+    assert submit("rc_a", robust / "runs", executor, "data.test.shapes.size=4") == 0
+    ((params, _, _),) = executor.submitted  # one job, no collect job
+    assert params["job_name"] == "robust-rc_a:rc_a" and params["partition"] == "debug"
+    assert (params["nodes"], params["ntasks_per_node"], params["cpus_per_task"], params["time"]) == (1, 1, 1, 60)
+    assert "gpus_per_node" not in params and "dependency" not in params
+    runs = robust / "runs" / "rc_a"
+    (study,) = [p.parent for p in runs.glob("*/plan_state.json")]
+    assert "robustness rc_a: rc_a  job 100  log" in capsys.readouterr().out
+
+    run_dir = Path(executor.run()["robust-rc_a:rc_a"])
+    assert run_dir.parent == runs and (run_dir / "robustness" / "f_vs_noise.png").is_file()
+    doc = json.loads((study / "plan_state.json").read_text())
+    assert doc["study"]["kind"] == "robustness" and doc["entries"]["rc_a"]["run_dir"] == str(run_dir)
+    assert doc["entries"]["rc_a"]["job_id"] == "100"
+
+    local("rc_a", robust / "local", "data.test.shapes.size=4")
+    (local_run,) = (robust / "local" / "rc_a").iterdir()
+    assert texts(run_dir / "robustness") == texts(local_run / "robustness")
+    assert "| shapes | AWGN |" in (run_dir / "robustness" / "table.md").read_text()
+
+    assert main(["collect", "rc_a", "--study", str(study)]) == 0  # the state table of a robustness study
+    out = capsys.readouterr().out
+    assert "rc_a     complete  100" in out and f"outputs in {run_dir / 'robustness'}" in out
+
+
+def test_a_comparison_is_a_job_per_entry_and_a_collect_job_writing_the_local_table(robust, capsys):
+    executor = FakeExecutor(robust / "slurm-logs")
+    assert submit("both", robust / "runs", executor) == 0
+    names = [p["job_name"] for p, _, _ in executor.submitted]
+    assert names == ["robust-both:rc_a", "robust-both:rc_b", "robust-both:collect"]
+    assert executor.submitted[2][0]["dependency"] == "afterany:100:101"
+    assert executor.run()["robust-both:collect"] == 0
+    (study,) = [p.parent for p in (robust / "runs" / "both").glob("*/plan_state.json")]
+
+    local("both", robust / "local")
+    (local_out,) = (robust / "local" / "both").glob("*/robustness")
+    assert texts(study / "robustness") == texts(local_out)
+    doc = json.loads((study / "robustness" / "results.json").read_text())
+    assert doc["compare"] == ["rc_a", "rc_b"] and doc["table"] == json.loads(
+        (local_out / "results.json").read_text())["table"]
+
+
+def test_a_failed_entry_makes_collect_exit_1_naming_it_and_resume_submits_only_it(robust, capsys):
+    executor = FakeExecutor(robust / "slurm-logs")
+    assert submit("both", robust / "runs", executor) == 0
+    codes = executor.run(skip=("rc_b",))  # rc_b's job failed; the collect job still ran (afterany)
+    assert codes["robust-both:collect"] == 1
+    out = capsys.readouterr().out
+    assert "rc_b     failed    101" in out
+    assert "not complete: rc_b (failed); the table holds the 1 complete entry" in out
+    (study,) = [p.parent for p in (robust / "runs" / "both").glob("*/plan_state.json")]
+    methods = {line.split(",")[0] for line in (study / "robustness" / "table.csv").read_text().splitlines()[1:]}
+    assert methods == {"rc_a"}
+    assert main(["collect", "both", "--study", str(study)]) == 1
+
+    again = FakeExecutor(robust / "slurm-logs", first_id=200)
+    assert submit("both", robust / "runs", again, resume=True) == 0
+    assert [p["job_name"] for p, _, _ in again.submitted] == ["robust-both:rc_b", "robust-both:collect"]
+    assert "entry 'rc_a': complete in" in capsys.readouterr().out
+    assert again.run()["robust-both:collect"] == 0
+    methods = {line.split(",")[0] for line in (study / "robustness" / "table.csv").read_text().splitlines()[1:]}
+    assert methods == {"rc_a", "rc_b"}
+
+
+def test_print_config_resume_and_no_sbatch(robust, monkeypatch, capsys):
+    assert main(["robust", "rc_a", "launcher=slurm", "launcher.timeout_min=30", "--print-config",
+                 "data.test.shapes.size=4"]) == 0
+    out = capsys.readouterr().out
+    assert "kind: slurm" in out and "# job robust-rc_a:rc_a" in out and "time: 30" in out
+    assert "shapes@awgn=0.01:" in out  # the study's test copies
+    assert main(["robust", "rc_a", "--resume"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith("salseg: error: --resume: a local robustness study runs in one go")
+    assert main(["robust", "rc_a", "launcher=slurm", "launcher.partiton=debug"]) == 2
+    assert "'launcher.partiton'" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", str(robust / "empty"))
+    assert main(["robust", "both", "launcher=slurm", f"runs_dir={robust / 'runs'}"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert "no `sbatch` on PATH" in err
