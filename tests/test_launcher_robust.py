@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from test_launcher import FakeExecutor
+from test_slurm import sacct_rows, salseg, slurm_cluster  # noqa: F401 (a fixture: the localhost SLURM)
 
 import salseg.config as config
 import salseg.studies.launch as launch
@@ -132,3 +133,31 @@ def test_print_config_resume_and_no_sbatch(robust, monkeypatch, capsys):
     assert main(["robust", "both", "launcher=slurm", f"runs_dir={robust / 'runs'}"]) == 2
     (err,) = capsys.readouterr().err.strip().splitlines()
     assert "no `sbatch` on PATH" in err
+
+
+# ------------------------------------------------------------------------------------------ against a real SLURM
+@pytest.mark.slow
+@pytest.mark.usefixtures("slurm_cluster")
+def test_a_comparison_on_slurm_writes_the_table_a_local_run_writes(tmp_path):
+    """The localhost cluster of tests/test_slurm.py (its fixture: started when absent, stopped only then; skips
+    with the reason where it cannot run)."""
+    cfg = tmp_path / "cfg" / "experiments"
+    (cfg / "comparisons").mkdir(parents=True)
+    rc = (config.EXPERIMENT_DIR / "rc_shapes.yaml").read_text()
+    (cfg / "rc_a.yaml").write_text(rc)
+    (cfg / "rc_b.yaml").write_text(rc + "\nmodel: {sigma_s2: 0.05}\n")
+    (cfg / "comparisons" / "both.yaml").write_text(BOTH)
+    args = ["--config-dir", str(tmp_path / "cfg"), "robust", "both", "--variances", VARIANCES, *SMALL]
+    slurm = salseg(*args, "launcher=slurm", "launcher.partition=debug", "launcher.timeout_min=10",
+                   "launcher.wait=true", f"runs_dir={tmp_path / 'slurm'}")
+    assert slurm.returncode == 0, slurm.stdout[-3000:] + slurm.stderr[-3000:]
+    jobs = {w[3]: w[w.index("job") + 1] for w in map(str.split, slurm.stdout.splitlines())
+            if w[:3] == ["[salseg]", "robustness", "both:"] and "job" in w}
+    assert list(jobs) == ["rc_a", "rc_b", "collect"], slurm.stdout
+    for entry, job_id in jobs.items():
+        assert [r[1:] for r in sacct_rows(job_id)] == [[f"robust-both:{entry}", "COMPLETED", "0:0"]]
+    local = salseg(*args, f"runs_dir={tmp_path / 'local'}")
+    assert local.returncode == 0, local.stderr[-3000:]
+    (study,) = [p.parent for p in (tmp_path / "slurm" / "both").glob("*/plan_state.json")]
+    (local_out,) = (tmp_path / "local" / "both").glob("*/robustness")
+    assert texts(study / "robustness") == texts(local_out)
