@@ -153,13 +153,16 @@ def named_test_specs(test: Any) -> dict[str, dict]:
                           "(e.g. data.test={shapes: {dataset: shapes, split: test}})")
     if isinstance(test, Mapping) and "dataset" in test:
         pairs = [(str(test["dataset"]), test)]
-    elif isinstance(test, Mapping):
-        pairs = [(str(k), v) for k, v in test.items()]
+    elif isinstance(test, Mapping):  # `data.test.<name>=null` drops a test set, as the DataModule does
+        pairs = [(str(k), v) for k, v in test.items() if v is not None]
     elif isinstance(test, (list, tuple)):
         pairs = [(str(s.get("dataset")) if isinstance(s, Mapping) else f"test{i}", s) for i, s in enumerate(test)]
     else:
         raise ConfigError(f"data.test must be a dataset spec, a list of specs or a {{name: spec}} mapping, "
                           f"got {test!r}")
+    if not pairs:
+        raise ConfigError("data.test names no test dataset (every one is null): the robustness study distorts the "
+                          "experiment's test sets")
     out: dict[str, dict] = {}
     seen: dict[str, int] = {}
     for name, spec in pairs:

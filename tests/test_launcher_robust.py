@@ -14,6 +14,7 @@ from test_slurm import sacct_rows, salseg, slurm_cluster  # noqa: F401 (a fixtur
 import salseg.config as config
 import salseg.studies.launch as launch
 from salseg.cli import main
+from salseg.config import ConfigError
 from salseg.studies.launch import launch_robustness, load_launcher
 
 SMALL = ["data.num_workers=0", "data.eval_batch_size=4", "logger=csv", "cost=false"]
@@ -161,3 +162,17 @@ def test_a_comparison_on_slurm_writes_the_table_a_local_run_writes(tmp_path):
     (study,) = [p.parent for p in (tmp_path / "slurm" / "both").glob("*/plan_state.json")]
     (local_out,) = (tmp_path / "local" / "both").glob("*/robustness")
     assert texts(study / "robustness") == texts(local_out)
+
+
+def test_a_test_set_dropped_with_null_is_not_studied():
+    """quickstart's gd_shapes entry drops its experiment's shapes_single test set (data.test.shapes_single: null),
+    as the DataModule reads it: the study leaves it out instead of refusing the entry."""
+    from salseg.robustness import named_test_specs, robustness_config
+
+    spec = {"dataset": "shapes", "split": "test", "size": 3}
+    assert named_test_specs({"shapes": spec, "shapes_single": None}) == {"shapes": spec}
+    _, study = robustness_config("gd_shapes", ["data.test={shapes: {dataset: shapes, split: test, size: 3}, "
+                                               "shapes_single: null}"], variances="0.01")
+    assert study["datasets"] == ["shapes"]  # and gd_shapes' own `shapes: null` is dropped the same way
+    with pytest.raises(ConfigError, match=r"data.test names no test dataset \(every one is null\)"):
+        robustness_config("gd_shapes", ["data.test.shapes_single=null"], variances="0.01")
