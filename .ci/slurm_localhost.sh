@@ -53,7 +53,7 @@ install_pkgs() {
 write_conf() {
   local host cpus mem_mb margin
   host=$(hostname -s)
-  cpus=$(nproc)
+  cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # GNU nproc honours OMP_NUM_THREADS (tests set it to 1)
   mem_mb=$(( $(awk '/^MemTotal:/{print $2}' /proc/meminfo) / 1024 ))
   margin=$(( mem_mb / 10 )); [ "$margin" -lt 512 ] && margin=512
   mem_mb=$(( mem_mb - margin )); [ "$mem_mb" -lt 256 ] && mem_mb=256

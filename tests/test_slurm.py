@@ -185,6 +185,14 @@ def submitted_jobs(out: str) -> dict[str, str]:
     return jobs
 
 
+def cancel_study_jobs(runs: Path, name: str) -> None:
+    """scancel the jobs a study under ``runs`` recorded (a launch that failed or timed out leaves them queued)."""
+    for state in (runs / "ablations" / name).glob("*/plan_state.json"):
+        doc = json.loads(state.read_text())
+        ids = {e.get("job_id") for e in doc.get("entries", {}).values()} | {doc.get("study", {}).get("collect_job")}
+        subprocess.run(["scancel", *sorted(i for i in ids if i)], capture_output=True)
+
+
 def study_folder(runs: Path, name: str) -> Path:
     (study,) = (runs / "ablations" / name).iterdir()
     return study
@@ -193,8 +201,11 @@ def study_folder(runs: Path, name: str) -> Path:
 @pytest.mark.slow
 def test_an_ablation_on_slurm_collects_the_table_a_local_run_writes(slurm_cluster, tmp_path):
     config_dir = ["--config-dir", str(write_ablation(tmp_path / "cfg", "rc_three", RC_THREE))]
-    slurm = salseg(*config_dir, "ablate", "rc_three", *LAUNCHER, "launcher.wait=true", *TINY_RC,
-                   f"runs_dir={tmp_path / 'slurm'}")
+    try:
+        slurm = salseg(*config_dir, "ablate", "rc_three", *LAUNCHER, "launcher.wait=true", *TINY_RC,
+                       f"runs_dir={tmp_path / 'slurm'}", timeout=400)
+    finally:
+        cancel_study_jobs(tmp_path / "slurm", "rc_three")
     assert slurm.returncode == 0, slurm.stdout[-3000:] + slurm.stderr[-3000:]
     jobs = submitted_jobs(slurm.stdout)
     assert list(jobs) == ["rc", "rc_no_spatial", "rc_strong_spatial", "collect"], slurm.stdout
@@ -254,12 +265,18 @@ def test_a_ddp_variant_runs_as_one_srun_job_of_two_tasks(slurm_cluster, tmp_path
     # SLURMEnvironment reads their ranks from SLURM (gloo), and the run folder is named after the job
     from test_training_faults import tiny
 
+    cpus = subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True).stdout.split()
+    if not cpus or int(cpus[0].rstrip("+")) < 2:
+        pytest.skip(f"the DDP job needs 2 CPUs on the node; sinfo says {cpus}")
     config_dir = ["--config-dir", str(write_ablation(tmp_path / "cfg", "menet_ddp",
                                                      "base: menet_shapes\nvariants:\n  ddp: {}\n"))]
     runs = tmp_path / "runs"
-    got = salseg(*config_dir, "ablate", "menet_ddp", *LAUNCHER, "launcher.wait=true",
-                 *tiny(train_size=32, epochs=1, batch=4, test_size=5), "trainer=ddp", "trainer.accelerator=cpu",
-                 "trainer.devices=2", f"runs_dir={runs}")
+    try:
+        got = salseg(*config_dir, "ablate", "menet_ddp", *LAUNCHER, "launcher.wait=true",
+                     *tiny(train_size=32, epochs=1, batch=4, test_size=5), "trainer=ddp", "trainer.accelerator=cpu",
+                     "trainer.devices=2", f"runs_dir={runs}", timeout=300)
+    finally:
+        cancel_study_jobs(runs, "menet_ddp")
     assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-3000:]
     job_id = submitted_jobs(got.stdout)["ddp"]
     slurm = study_folder(runs, "menet_ddp") / "slurm"
