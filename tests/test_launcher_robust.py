@@ -176,3 +176,22 @@ def test_a_test_set_dropped_with_null_is_not_studied():
     assert study["datasets"] == ["shapes"]  # and gd_shapes' own `shapes: null` is dropped the same way
     with pytest.raises(ConfigError, match=r"data.test names no test dataset \(every one is null\)"):
         robustness_config("gd_shapes", ["data.test.shapes_single=null"], variances="0.01")
+
+
+def test_resume_tells_a_robustness_study_from_a_comparison_study_of_the_same_name(tmp_path, capsys):
+    """Both live in runs/<NAME>/<timestamp>/: each --resume picks the newest of its own kind."""
+    from salseg.studies.launch import _robust_folder
+    from salseg.studies.run import study_folder
+
+    parent = tmp_path / "runs" / "both"
+    for stamp, kind in (("20260101-000000", "robustness"), ("20260102-000000", "comparison"),
+                        ("20260103-000000", None)):  # None: a local comparison (no study block)
+        (parent / stamp).mkdir(parents=True)
+        study = {"study": {"kind": kind, "name": "both"}} if kind else {}
+        (parent / stamp / "plan_state.json").write_text(json.dumps({"entries": {}, **study}))
+    assert study_folder(parent, resume=True) == parent / "20260103-000000"
+    assert _robust_folder(parent, resume=True) == parent / "20260101-000000"
+    (parent / "20260103-000000" / "plan_state.json").unlink()
+    (parent / "20260102-000000" / "plan_state.json").unlink()
+    assert study_folder(parent, resume=True).name != "20260101-000000"  # a new one, not the robustness study
+    assert "no earlier study" in capsys.readouterr().out

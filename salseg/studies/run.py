@@ -137,8 +137,9 @@ def load_result(run_dir: Path):
 
 def study_folder(parent: Path, resume: bool) -> Path:
     """A new ``<parent>/<timestamp>``, or with ``resume`` the newest one that recorded a plan state."""
-    if resume:
-        earlier = sorted(p.parent for p in parent.glob(f"*/{StudyState.FILE}"))
+    if resume:  # not a robustness study of the same comparison (salseg.studies.launch.launch_robustness)
+        earlier = sorted(p.parent for p in parent.glob(f"*/{StudyState.FILE}")
+                         if json.loads(p.read_text()).get("study", {}).get("kind") != "robustness")
         if earlier:
             print(f"[salseg] resuming the study in {earlier[-1]}")
             return earlier[-1]
