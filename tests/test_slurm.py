@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,14 +49,18 @@ def slurm_cluster():
         subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, text=True)
 
 
-def test_the_cluster_script_says_why_it_cannot_run_in_one_line(tmp_path):
-    # what CI sees: not root, no slurm-wlm. A PATH without sbatch, as an unprivileged user (root drops to nobody).
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "id").symlink_to(shutil.which("id"))
-    as_user = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
-    got = subprocess.run([*as_user, "env", f"PATH={bin_dir}", "/bin/bash", str(SCRIPT), "start"],
-                         capture_output=True, text=True, timeout=60, cwd="/")
+def test_the_cluster_script_says_why_it_cannot_run_in_one_line():
+    # what CI sees: not root, no slurm-wlm. A PATH without sbatch, as an unprivileged user (root drops to nobody);
+    # the script comes on stdin and `id` from a world-readable folder, as the checkout may not be readable by nobody
+    def tool(name: str) -> str:
+        return shutil.which(name) or shutil.which(name, path=f"{os.defpath}:/usr/sbin:/sbin") or name
+
+    as_user = [tool("runuser"), "-u", "nobody", "--"] if os.geteuid() == 0 else []
+    with tempfile.TemporaryDirectory(dir="/tmp") as bin_dir, open(SCRIPT) as script:
+        os.chmod(bin_dir, 0o755)
+        os.symlink(tool("id"), Path(bin_dir) / "id")
+        got = subprocess.run([*as_user, tool("env"), f"PATH={bin_dir}", "/bin/bash", "-s", "start"], stdin=script,
+                             capture_output=True, text=True, timeout=60, cwd="/")
     assert got.returncode == SKIP_EXIT, got.stdout + got.stderr
     assert skip_reason(got.stdout) == ("slurm_localhost: SKIP: slurm-wlm/munge not installed and not root "
                                        "(cannot apt-get install)")
