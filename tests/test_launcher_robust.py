@@ -53,7 +53,7 @@ def texts(folder: Path) -> dict[str, str]:
     return {f: (folder / f).read_text() for f in ("table.csv", "f_vs_noise.csv")}
 
 
-def test_one_experiment_is_one_job_whose_run_folder_holds_the_local_outputs(robust, capsys):
+def test_one_experiment_is_one_job_whose_run_folder_holds_the_local_outputs(robust, monkeypatch, capsys):
     executor = FakeExecutor(robust / "slurm-logs")
     assert submit("rc_a", robust / "runs", executor, "data.test.shapes.size=4") == 0
     ((params, _, _),) = executor.submitted  # one job, no collect job
@@ -78,6 +78,10 @@ def test_one_experiment_is_one_job_whose_run_folder_holds_the_local_outputs(robu
     assert main(["collect", "rc_a", "--study", str(study)]) == 0  # the state table of a robustness study
     out = capsys.readouterr().out
     assert "rc_a     complete  100" in out and f"outputs in {run_dir / 'robustness'}" in out
+    monkeypatch.chdir(robust)  # runs_dir's default, runs/, is this folder's: `salseg collect rc_a` finds the study
+    assert main(["collect", "rc_a"]) == 0 and f"robustness rc_a: runs/rc_a/{study.name}\n" in capsys.readouterr().out
+    assert main(["collect", "rc_nope"]) == 2
+    assert "rc_nope" in capsys.readouterr().err
 
 
 def test_a_comparison_is_a_job_per_entry_and_a_collect_job_writing_the_local_table(robust, capsys):

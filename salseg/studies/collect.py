@@ -37,8 +37,11 @@ def find_study(name: str, study: str | None = None) -> Path:
     from salseg import config
 
     ablation = find_yaml(config.ablation_dirs(), name) is not None
-    plan, _ = study_plan("ablation" if ablation else "comparison", name)
-    parent = Path(compose(plan[0].experiment).runs_dir) / (Path("ablations") / name if ablation else name)
+    if not ablation and load_comparison(name) is None:  # one experiment's SLURM robustness study (salseg robust)
+        parent = Path(compose(name).runs_dir) / name
+    else:
+        plan, _ = study_plan("ablation" if ablation else "comparison", name)
+        parent = Path(compose(plan[0].experiment).runs_dir) / (Path("ablations") / name if ablation else name)
     found = sorted(p.parent for p in parent.glob(f"*/{StudyState.FILE}"))
     if not found:
         raise ConfigError(f"no study of {name!r} under {parent} (no */{StudyState.FILE}); give --study DIR")
