@@ -199,3 +199,41 @@ def test_resume_tells_a_robustness_study_from_a_comparison_study_of_the_same_nam
     (parent / "20260102-000000" / "plan_state.json").unlink()
     assert study_folder(parent, resume=True).name != "20260101-000000"  # a new one, not the robustness study
     assert "no earlier study" in capsys.readouterr().out
+
+
+def test_a_requeued_job_continues_its_recorded_run_from_last_ckpt(robust, monkeypatch):
+    """A preempted study's job (SIGTERM in training: last.ckpt saved, job requeued) records the run it started;
+    the restarted job continues that run from its last.ckpt (as the ablation jobs do)."""
+    import os
+
+    import salseg.robustness as robustness
+    from salseg import tracking
+    from salseg.robustness import RobustnessResult
+    from salseg.studies.launch import robust_job, robust_plan
+
+    _, plan, _ = robust_plan("rc_a", [*SMALL, f"runs_dir={robust / 'runs'}"], variances=VARIANCES)
+    cfg, settings = plan["rc_a"]
+    study, interrupted = robust / "study", robust / "runs" / "rc_a" / "interrupted"
+    (interrupted / "checkpoints").mkdir(parents=True)
+    seen = []
+
+    def preempted(name, cfg, study, start):  # the runner made its folder, then SIGTERM stopped the training
+        seen.append(cfg.ckpt_path)
+        os.environ[tracking.RUN_DIR_ENV] = str(interrupted)
+        (interrupted / "checkpoints" / "last.ckpt").write_bytes(b"step 3")
+        raise SystemExit("SIGTERM")
+
+    monkeypatch.delenv(tracking.RUN_DIR_ENV, raising=False)
+    monkeypatch.setattr(robustness, "_run_one", preempted)
+    with pytest.raises(SystemExit):
+        robust_job(str(study), "rc_a", cfg, settings)
+    assert json.loads((study / "plan_state.json").read_text())["entries"]["rc_a"]["run_dir"] == str(interrupted)
+
+    def restarted(name, cfg, study, start):
+        seen.append(cfg.ckpt_path)
+        return RobustnessResult(out_dir=robust / "new" / "robustness", run_dir=robust / "new", table={}, curves={})
+
+    monkeypatch.setattr(robustness, "_run_one", restarted)
+    assert robust_job(str(study), "rc_a", cfg, settings) == str(robust / "new")
+    assert seen == [None, str(interrupted / "checkpoints" / "last.ckpt")]
+    assert json.loads((study / "plan_state.json").read_text())["entries"]["rc_a"]["run_dir"] == str(robust / "new")
