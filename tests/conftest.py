@@ -1,7 +1,10 @@
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+from launch_support import SCRIPT, SKIP_EXIT, skip_reason
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,3 +46,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """The one-node SLURM of `.ci/slurm_localhost.sh` (tests/test_slurm.py), up; where it cannot run, the
+    test skips with the script's reason; stopped at the end only when this fixture started it."""
+    if os.environ.get("CI") and shutil.which("sbatch") is None:
+        pytest.skip("SLURM tests: CI without slurm-wlm (no sbatch on PATH); run .ci/slurm_localhost.sh as root")
+    if shutil.which("apt-get") is None and shutil.which("sbatch") is None:
+        pytest.skip("SLURM tests: no sbatch and no apt-get to install slurm-wlm")
+    up = subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True, text=True).returncode == 0
+    if not up:
+        got = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=900)
+        if got.returncode == SKIP_EXIT:
+            pytest.skip(f"SLURM tests: {skip_reason(got.stdout)}")
+        assert got.returncode == 0, f"{SCRIPT} start failed:\n{got.stdout}{got.stderr}"
+    yield
+    if not up:
+        subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, text=True)

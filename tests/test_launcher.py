@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
+from launch_support import FakeExecutor
 from omegaconf import OmegaConf
 
 import salseg.config as config
@@ -38,43 +39,6 @@ def study(tmp_path, monkeypatch):
     usr2 = signal.getsignal(signal.SIGUSR2)
     yield tmp_path
     signal.signal(signal.SIGUSR2, usr2)
-
-
-class FakeJob:
-    def __init__(self, job_id: str, folder: Path):
-        self.job_id = job_id
-        self.paths = type("Paths", (), {"stdout": folder / f"{job_id}_0_log.out",
-                                        "stderr": folder / f"{job_id}_0_log.err"})()
-
-
-class FakeExecutor:
-    """submitit.SlurmExecutor's two calls; the submitted functions run later, in order, as SLURM would."""
-
-    def __init__(self, folder: Path, first_id: int = 100):
-        self.folder, self.next_id = folder, first_id
-        self.params: dict = {}
-        self.submitted: list[tuple[dict, object, tuple]] = []
-
-    def update_parameters(self, **params):
-        self.params = {**self.params, **params}
-
-    def submit(self, fn, *args):
-        job = FakeJob(str(self.next_id), self.folder)
-        self.next_id += 1
-        # as submitit's executor: a job's parameters are those set so far (None: unset)
-        self.submitted.append(({k: v for k, v in self.params.items() if v is not None}, fn, args))
-        return job
-
-    def run(self, skip=()):
-        """Run every submitted job's function (SLURM's part), but the variants in ``skip`` (a failed job)."""
-        codes = {}
-        for params, fn, args in self.submitted:
-            if params["job_name"].split(":")[1] not in skip:
-                try:
-                    codes[params["job_name"]] = fn(*args)
-                except SystemExit as exit_:
-                    codes[params["job_name"]] = exit_.code
-        return codes
 
 
 def ablate_slurm(tmp_path, executor, *extra, resume=False):

@@ -8,8 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from test_launcher import FakeExecutor
-from test_slurm import sacct_rows, salseg, slurm_cluster  # noqa: F401 (a fixture: the localhost SLURM)
+from launch_support import FakeExecutor, sacct_rows, salseg
 
 import salseg.config as config
 import salseg.studies.launch as launch
@@ -144,8 +143,8 @@ def test_print_config_resume_and_no_sbatch(robust, monkeypatch, capsys):
 @pytest.mark.slow
 @pytest.mark.usefixtures("slurm_cluster")
 def test_a_comparison_on_slurm_writes_the_table_a_local_run_writes(tmp_path):
-    """The localhost cluster of tests/test_slurm.py (its fixture: started when absent, stopped only then; skips
-    with the reason where it cannot run)."""
+    """The localhost cluster (conftest.py's slurm_cluster: started when absent, stopped only then; skips with
+    the reason where it cannot run)."""
     cfg = tmp_path / "cfg" / "experiments"
     (cfg / "comparisons").mkdir(parents=True)
     rc = (config.EXPERIMENT_DIR / "rc_shapes.yaml").read_text()

@@ -14,41 +14,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from launch_support import SCRIPT, SKIP_EXIT, in_queue, sacct_rows, salseg, skip_reason, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / ".ci" / "slurm_localhost.sh"
-SKIP_EXIT = 3  # the script's "cannot run here" status, with one "slurm_localhost: SKIP: <reason>" line
-
-
-def skip_reason(stdout: str) -> str:
-    """The script's "slurm_localhost: SKIP: <reason>" line (the last line when there is none)."""
-    lines = [ln for ln in stdout.splitlines() if "SKIP:" in ln] or stdout.strip().splitlines()[-1:] or ["no output"]
-    return lines[-1]
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster():
-    """The localhost cluster, up; stopped at the end only when this fixture started it."""
-    if os.environ.get("CI") and shutil.which("sbatch") is None:
-        pytest.skip("SLURM tests: CI without slurm-wlm (no sbatch on PATH); run .ci/slurm_localhost.sh as root")
-    if shutil.which("apt-get") is None and shutil.which("sbatch") is None:
-        pytest.skip("SLURM tests: no sbatch and no apt-get to install slurm-wlm")
-    up = subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True, text=True).returncode == 0
-    if not up:
-        got = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=900)
-        if got.returncode == SKIP_EXIT:
-            pytest.skip(f"SLURM tests: {skip_reason(got.stdout)}")
-        assert got.returncode == 0, f"{SCRIPT} start failed:\n{got.stdout}{got.stderr}"
-    yield
-    if not up:
-        subprocess.run(["bash", str(SCRIPT), "stop"], capture_output=True, text=True)
-
-
 def test_the_cluster_script_says_why_it_cannot_run_in_one_line():
     # what CI sees: not root, no slurm-wlm. A PATH without sbatch, as an unprivileged user (root drops to nobody);
     # the script comes on stdin and `id` from a world-readable folder, as the checkout may not be readable by nobody
@@ -65,26 +37,6 @@ def test_the_cluster_script_says_why_it_cannot_run_in_one_line():
     assert skip_reason(got.stdout) == ("slurm_localhost: SKIP: slurm-wlm/munge not installed and not root "
                                        "(cannot apt-get install)")
     assert subprocess.run(["/bin/bash", str(SCRIPT), "restart"], capture_output=True, text=True).returncode == 2
-
-
-def sacct_rows(job_id: str) -> list[list[str]]:
-    """One [jobid, jobname, state, exitcode] per run of the job (a requeued job has one row per run)."""
-    out = subprocess.run(["sacct", "-c", "-P", "-n", "-o", "jobid,jobname,state,exitcode", "-j", str(job_id)],
-                         capture_output=True, text=True, check=True).stdout
-    return [line.split("|") for line in out.splitlines() if line.strip()]
-
-
-def in_queue(job_id: str) -> bool:
-    out = subprocess.run(["squeue", "-h", "-o", "%i", "-j", str(job_id)], capture_output=True, text=True).stdout
-    return str(job_id) in out.split()
-
-
-def wait_until(what, timeout: float, message: str, every: float = 0.2):
-    deadline = time.time() + timeout
-    while not (got := what()):
-        assert time.time() < deadline, message()
-        time.sleep(every)
-    return got
 
 
 # A very narrow MEnet (depth 3, width 4) on 64 shapes images at 32 px: 8 steps an epoch, 40 in all.
@@ -127,6 +79,7 @@ def _ckpt_step(path: Path) -> tuple[int, int]:
 UNINTERRUPTED = (MAX_STEPS, MAX_STEPS // 8 - 1)  # (global_step, epoch) of the uninterrupted run: 8 steps an epoch
 
 
+@pytest.mark.slow  # ~30 s on the cluster: `make test` keeps the launcher's own TERM test
 def test_sbatch_training_killed_with_term_is_requeued_and_ends_at_max_steps(slurm_cluster, tmp_path):
     runs, log = tmp_path / "runs", tmp_path / "job.log"
     script = tmp_path / "job.sh"
@@ -155,12 +108,6 @@ def test_sbatch_training_killed_with_term_is_requeued_and_ends_at_max_steps(slur
     assert _ckpt_step(run_dir / "checkpoints" / "last.ckpt") == UNINTERRUPTED
     doc = json.loads((run_dir / "metrics.json").read_text())
     assert doc["status"] == "complete" and doc["n_images"] == {"shapes": 4}
-
-
-def salseg(*args, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "WANDB_MODE": "offline"}
-    return subprocess.run([sys.executable, "-m", "salseg", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def write_ablation(folder: Path, name: str, text: str) -> Path:
@@ -265,6 +212,7 @@ def test_a_launcher_job_killed_with_term_is_requeued_and_ends_at_max_steps(slurm
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow  # ~30 s on the cluster: `make test` keeps the launcher's own TERM test
 def test_a_ddp_variant_runs_as_one_srun_job_of_two_tasks(slurm_cluster, tmp_path):
     # trainer=ddp on 2 CPU processes: the launcher asks for --ntasks-per-node=2 and srun starts both; Lightning's
     # SLURMEnvironment reads their ranks from SLURM (gloo), and the run folder is named after the job
