@@ -318,7 +318,8 @@ def run_job(study: str, kind: str, name: str, v: Variant, extra_overrides: list[
 
 
 def collect_job(study: str, config_dirs: list[str] = ()) -> int:
-    """The collect job: the study's table; a study with a variant not complete makes the job fail (exit 1)."""
+    """The collect job of every study kind (ablation, comparison, robustness: :func:`collect_study` tells them
+    apart): its table; a study with a variant not complete makes the job fail (exit 1)."""
     from salseg.studies.collect import collect_study
 
     config_paths.set_config_dirs(list(config_dirs))
@@ -452,7 +453,7 @@ def launch_robustness(name: str, overrides: list[str], launcher: DictConfig, res
                                       "use_srun": True, "cpus_per_task": int(c.cpus_per_task),
                                       "time": int(c.timeout_min),
                                       "dependency": "afterany:" + ":".join(sorted(set(got.jobs.values())))})
-        job = _submit(executor, f"robustness {name}, the collect job", robust_collect_job, str(out), config_dirs)
+        job = _submit(executor, f"robustness {name}, the collect job", collect_job, str(out), config_dirs)
         last = got.collect_job = str(job.job_id)
         state.describe(**{**state.study, "collect_job": got.collect_job, "collect_log": str(job.paths.stdout)})
         print(f"[salseg] robustness {name}: collect  job {job.job_id}  log {job.paths.stdout}  (afterany)")
@@ -533,15 +534,6 @@ def collect_robustness(folder: Path, write: bool = True) -> int:
                  if comparison and results else ""))
         return 1
     return 0
-
-
-def robust_collect_job(study: str, config_dirs: list[str] = ()) -> int:
-    """The collect job of a robustness comparison: exit 1 when an entry is not complete."""
-    config_paths.set_config_dirs(list(config_dirs))
-    code = collect_robustness(Path(study))
-    if code:
-        sys.exit(code)
-    return code
 
 
 def describe_robustness(name: str, overrides: list[str], launcher: DictConfig, **settings) -> str:
