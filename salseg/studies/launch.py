@@ -260,24 +260,37 @@ def launch_study(kind: str, name: str, plan: list[Variant], extra_overrides: lis
         from salseg.studies.collect import collect_study
 
         return collect_study(out)
-    c = launcher.collect
-    _point_executor(executor, {})
-    executor.update_parameters(**{**UNSET, **_common_params(launcher, mem_gb=c.mem_gb), "job_name": f"{name}:collect",
-                                  "nodes": 1, "ntasks_per_node": 1, "use_srun": True,
-                                  "cpus_per_task": int(c.cpus_per_task), "time": int(c.timeout_min),
-                                  "dependency": "afterany:" + ":".join(sorted(set(got.jobs.values())))})
-    job = _submit(executor, f"{kind} {name}, the collect job", collect_job, str(out), config_dirs)
-    got.collect_job = str(job.job_id)
-    state.describe(**{**state.study, "collect_job": got.collect_job, "collect_log": str(job.paths.stdout)})
+    job = _submit_collect(executor, launcher, f"{name}:collect", f"{kind} {name}", out, state, got, config_dirs)
     print(f"[salseg] {kind} {name}: collect  job {job.job_id}  log {job.paths.stdout}  (afterany); "
           f"study folder {out}")
     if not launcher.wait:
         return 0
-    while active_jobs([got.collect_job]):
-        time.sleep(5)
+    _wait_for(got.collect_job)
     from salseg.studies.collect import collect_study
 
     return collect_study(out, write=False)
+
+
+def _submit_collect(executor, launcher: DictConfig, job_name: str, where: str, out: Path, state: StudyState,
+                    got: Submission, config_dirs: list[str]):
+    """Submit the study's collect job (``afterany`` on every job of ``got``, the ``launcher.collect`` resources)
+    and record it in ``got`` and plan_state.json."""
+    c = launcher.collect
+    _point_executor(executor, {})
+    executor.update_parameters(**{**UNSET, **_common_params(launcher, mem_gb=c.mem_gb), "job_name": job_name,
+                                  "nodes": 1, "ntasks_per_node": 1, "use_srun": True,
+                                  "cpus_per_task": int(c.cpus_per_task), "time": int(c.timeout_min),
+                                  "dependency": "afterany:" + ":".join(sorted(set(got.jobs.values())))})
+    job = _submit(executor, f"{where}, the collect job", collect_job, str(out), config_dirs)
+    got.collect_job = str(job.job_id)
+    state.describe(**{**state.study, "collect_job": got.collect_job, "collect_log": str(job.paths.stdout)})
+    return job
+
+
+def _wait_for(job_id: str) -> None:
+    """Until the job has left the queue (``launcher.wait``)."""
+    while active_jobs([job_id]):
+        time.sleep(5)
 
 
 def _submit(executor, where: str, fn, *args):
@@ -446,22 +459,14 @@ def launch_robustness(name: str, overrides: list[str], launcher: DictConfig, res
         return collect_robustness(out)
     last = next(iter(got.jobs.values()))
     if comparison:
-        c = launcher.collect
-        _point_executor(executor, {})
-        executor.update_parameters(**{**UNSET, **_common_params(launcher, mem_gb=c.mem_gb),
-                                      "job_name": f"robust-{name}:collect", "nodes": 1, "ntasks_per_node": 1,
-                                      "use_srun": True, "cpus_per_task": int(c.cpus_per_task),
-                                      "time": int(c.timeout_min),
-                                      "dependency": "afterany:" + ":".join(sorted(set(got.jobs.values())))})
-        job = _submit(executor, f"robustness {name}, the collect job", collect_job, str(out), config_dirs)
-        last = got.collect_job = str(job.job_id)
-        state.describe(**{**state.study, "collect_job": got.collect_job, "collect_log": str(job.paths.stdout)})
+        job = _submit_collect(executor, launcher, f"robust-{name}:collect", f"robustness {name}", out, state, got,
+                              config_dirs)
+        last = got.collect_job
         print(f"[salseg] robustness {name}: collect  job {job.job_id}  log {job.paths.stdout}  (afterany)")
     print(f"[salseg] robustness {name}: study folder {out}")
     if not launcher.wait:
         return 0
-    while active_jobs([last]):
-        time.sleep(5)
+    _wait_for(last)
     return collect_robustness(out, write=False)
 
 
